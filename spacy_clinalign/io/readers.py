@@ -1,0 +1,47 @@
+"""spaCy corpus readers (`@registry.readers`) that yield paired Examples for training and evaluation."""
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
+
+from spacy.language import Language
+from spacy.training import Example
+from spacy.util import registry
+from spacy.vocab import Vocab
+
+from ..alignment.alignment import Alignment
+from ..pairs import pair_from_words
+from .alignment_files import Link, read_gold_set
+
+
+def gold_alignment(n_target: int, n_source: int, links: List[Link]) -> Alignment:
+    """Gold links (source_j, target_i, sure) as an Alignment (rows = target)."""
+    return Alignment(n_target, n_source, [(i, j) for j, i, _ in links], sure=[s for _, _, s in links], method="gold")
+
+
+def make_pair_example(vocab: Vocab, source_words: List[str], target_words: List[str], links: Optional[List[Link]]) -> Example:
+    """An Example whose predicted and reference target Docs share one source Doc; the reference holds the gold."""
+    predicted = pair_from_words(vocab, source_words, target_words)
+    reference = pair_from_words(vocab, source_words, target_words)
+    reference._.source = predicted._.source
+    if links is not None:
+        reference._.alignment = gold_alignment(len(target_words), len(source_words), links)
+    return Example(predicted, reference)
+
+
+@registry.readers("spacy-clinalign.ParallelCorpus.v1")
+def create_parallel_corpus_reader(
+    path: Path, gold_path: Optional[Path] = None, one_based: bool = True, limit: int = 0
+) -> Callable[[Language], Iterable[Example]]:
+    """Read `source ||| target` pairs (with an optional Pharaoh/talp gold file) or binaryalign `.jsonl`.
+
+    one_based: whether the gold file counts from 1 (awesome-align's `.gold` files do).
+    limit: read at most this many pairs (0 = all).
+    """
+
+    def read(nlp: Language) -> Iterator[Example]:
+        rows: List[Tuple[List[str], List[str], Optional[List[Link]]]] = read_gold_set(path, gold_path, one_based)
+        if limit:
+            rows = rows[:limit]
+        for src, tgt, links in rows:
+            yield make_pair_example(nlp.vocab, src, tgt, links)
+
+    return read

@@ -1,0 +1,3 @@
+from .aligner import ClinicalAligner
+
+__all__ = ["ClinicalAligner"]

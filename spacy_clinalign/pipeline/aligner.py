@@ -1,0 +1,239 @@
+"""`clinical_aligner`: word alignment between a target Doc and its source Doc (`doc._.source`).
+
+Both Docs are encoded independently by the component's own transformer (it must encode the source
+too, so it cannot listen to a shared `transformer` pipe); the cosine similarity of their pooled token
+vectors is the alignment matrix, from which links are extracted.
+"""
+import warnings
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional
+
+import numpy
+import srsly
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.vocab import Vocab
+from thinc.api import Config, Model
+
+from ..alignment.alignment import Alignment
+from ..alignment.matrix import (
+    EXTRACTION_METHODS,
+    cosine_matrix,
+    drop_rows_cols,
+    extract_links,
+    link_probabilities,
+    sinkhorn,
+)
+from ..encoders import check_encoder_folder
+from ..pairs import register_extensions
+from ..scoring.alignment import score_alignment
+
+DEFAULT_ALIGNER_MODEL = Config().from_str(
+    """
+[model]
+@architectures = "spacy-clinalign.AlignerModel.v1"
+name = "clinalign-e5-small"
+layer = 8
+tokenizer_config = {"use_fast": true}
+transformer_config = {}
+mixed_precision = false
+grad_scaler_config = {}
+
+[model.get_spans]
+@span_getters = "spacy-transformers.strided_spans.v1"
+window = 128
+stride = 96
+"""
+)["model"]
+
+MISSING_SOURCE_POLICIES = ("error", "warn", "ignore")
+
+
+@Language.factory(
+    "clinical_aligner",
+    assigns=["doc._.alignment"],
+    requires=["doc._.source"],
+    default_config={
+        "model": DEFAULT_ALIGNER_MODEL,
+        "method": "argmax",
+        "threshold": 0.001,
+        "temperature": 0.1,
+        "sinkhorn_iterations": 0,
+        "store_matrix": True,
+        "on_missing_source": "warn",
+        "scorer": {"@scorers": "spacy-clinalign.alignment_scorer.v1"},
+    },
+    default_score_weights={"align_aer": None, "align_p": None, "align_r": None, "align_f": 1.0},
+)
+def make_clinical_aligner(
+    nlp: Language,
+    name: str,
+    model: Model,
+    method: str,
+    threshold: float,
+    temperature: float,
+    sinkhorn_iterations: int,
+    store_matrix: bool,
+    on_missing_source: str,
+    scorer: Optional[Callable],
+) -> "ClinicalAligner":
+    return ClinicalAligner(
+        nlp.vocab,
+        model,
+        name,
+        method=method,
+        threshold=threshold,
+        temperature=temperature,
+        sinkhorn_iterations=sinkhorn_iterations,
+        store_matrix=store_matrix,
+        on_missing_source=on_missing_source,
+        scorer=scorer,
+    )
+
+
+class ClinicalAligner(TrainablePipe):
+    """Align each target Doc with `doc._.source`; writes an `Alignment` to `doc._.alignment`.
+
+    method: link extraction, `argmax` (mutual argmax), `itermax` (SimAlign) or `threshold` (awesome-align).
+    threshold / temperature: for `threshold`, cells whose row- and column-softmax of score/temperature
+        both exceed `threshold` are linked.
+    sinkhorn_iterations: > 0 balances exp(score/temperature) with Sinkhorn-Knopp before extraction.
+    on_missing_source: a Doc without `_.source` raises (`error`), or gets `_.alignment = None` with a
+        warning (`warn`, the default, so `spacy evaluate` can run: see `score`) or silently (`ignore`).
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "clinical_aligner",
+        *,
+        method: str = "argmax",
+        threshold: float = 0.001,
+        temperature: float = 0.1,
+        sinkhorn_iterations: int = 0,
+        store_matrix: bool = True,
+        on_missing_source: str = "warn",
+        scorer: Optional[Callable] = score_alignment,
+    ):
+        if method not in EXTRACTION_METHODS:
+            raise ValueError(f"clinical_aligner: unknown method {method!r}; choose one of {EXTRACTION_METHODS}")
+        if on_missing_source not in MISSING_SOURCE_POLICIES:
+            raise ValueError(
+                f"clinical_aligner: on_missing_source must be one of {MISSING_SOURCE_POLICIES}, got {on_missing_source!r}"
+            )
+        if temperature <= 0:
+            raise ValueError(f"clinical_aligner: temperature must be > 0, got {temperature}")
+        register_extensions()
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict = {
+            "method": method,
+            "threshold": threshold,
+            "temperature": temperature,
+            "sinkhorn_iterations": sinkhorn_iterations,
+            "store_matrix": store_matrix,
+            "on_missing_source": on_missing_source,
+        }
+
+    # -- inference -------------------------------------------------------------------------------
+    def _source_of(self, doc: Doc) -> Optional[Doc]:
+        source = doc._.source
+        if source is None:
+            policy = self.cfg["on_missing_source"]
+            problem = (
+                f"{self.name}: the Doc {doc.text[:40]!r} has no `_.source`, so it cannot be aligned. "
+                "Build pairs with spacy_clinalign.make_pair(source_doc, target_text, nlp)."
+            )
+            if policy == "error":
+                raise ValueError(problem)
+            if policy == "warn":
+                warnings.warn(problem + " Its `_.alignment` is set to None.", UserWarning)
+        elif not isinstance(source, Doc):
+            raise TypeError(f"{self.name}: `doc._.source` must be a spaCy Doc, got {type(source).__name__}")
+        return source
+
+    def predict(self, docs: Iterable[Doc]) -> List[Optional[numpy.ndarray]]:
+        """Cosine matrices (target x source), one per Doc; None where the Doc has no source."""
+        docs = list(docs)
+        sources = [self._source_of(doc) for doc in docs]
+        todo = [i for i, (d, s) in enumerate(zip(docs, sources)) if s is not None and len(d) and len(s)]
+        scores: List[Optional[numpy.ndarray]] = [
+            None if s is None else numpy.zeros((len(d), len(s)), dtype="float32") for d, s in zip(docs, sources)
+        ]
+        if not todo:
+            return scores
+        batch = [docs[i] for i in todo] + [sources[i] for i in todo]
+        vectors = self.model.predict(batch)
+        ops = self.model.ops
+        for k, i in enumerate(todo):
+            sim = cosine_matrix(vectors[k], vectors[len(todo) + k])
+            scores[i] = ops.to_numpy(sim).astype("float32", copy=False)
+        return scores
+
+    def set_annotations(self, docs: Iterable[Doc], scores: List[Optional[numpy.ndarray]]) -> None:
+        cfg = self.cfg
+        for doc, sim in zip(docs, scores):
+            if sim is None:
+                doc._.alignment = None
+                continue
+            source = doc._.source
+            extraction_scores = sim
+            if cfg["sinkhorn_iterations"] > 0 and sim.size:
+                extraction_scores = sinkhorn(sim, n_iter=cfg["sinkhorn_iterations"], temperature=cfg["temperature"])
+            if cfg["sinkhorn_iterations"] > 0 and cfg["method"] == "threshold":
+                mask = extraction_scores > cfg["threshold"]
+                probs = extraction_scores
+            else:
+                mask = extract_links(extraction_scores, cfg["method"], cfg["threshold"], cfg["temperature"])
+                probs = link_probabilities(sim, cfg["temperature"])
+            space_rows = numpy.array([t.i for t in doc if t.is_space], dtype="int64")
+            space_cols = numpy.array([t.i for t in source if t.is_space], dtype="int64")
+            if len(space_rows) or len(space_cols):
+                mask = drop_rows_cols(mask, space_rows, space_cols)
+            doc._.alignment = Alignment.from_mask(
+                mask, probs, matrix=sim if cfg["store_matrix"] else None, method=cfg["method"]
+            )
+
+    # -- set-up and evaluation --------------------------------------------------------------------
+    def initialize(self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, *, nlp=None) -> None:
+        """Load the encoder from its local folder (never the hub) and check the configured layer exists."""
+        transformer = self.model.layers[0]
+        folder = check_encoder_folder(self.model.attrs["encoder_name"], self.name)
+        layer = self.model.attrs.get("layer")
+        if layer is not None:
+            n_layers = srsly.read_json(folder / "config.json").get("num_hidden_layers")
+            if n_layers is not None and layer > n_layers:
+                raise ValueError(f"{self.name}: layer {layer} requested but {folder} has only {n_layers} layers")
+        sample: List[Doc] = []
+        if get_examples is not None:
+            for eg in islice(get_examples(), 10):
+                sample.append(eg.predicted)
+        sample = [d for d in sample if len(d)] or [Doc(self.vocab, words=["initialize"])]
+        transformer.attrs["name"] = str(folder)
+        self.model.initialize(X=sample)
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, float]:
+        """Score alignments; examples built by `spacy evaluate` (which re-creates predicted Docs from the
+        reference text, dropping `_.source`) are aligned here from the reference's source first."""
+        examples = list(examples)
+        missing = [eg for eg in examples if eg.predicted._.alignment is None and eg.reference._.source is not None]
+        for eg in missing:
+            eg.predicted._.source = eg.reference._.source
+        if missing:
+            docs = [eg.predicted for eg in missing]
+            self.set_annotations(docs, self.predict(docs))
+        return super().score(examples, **kwargs)
+
+    def add_label(self, label: str) -> int:
+        raise NotImplementedError(f"{self.name} has no labels")
+
+    def update(self, examples, *, drop: float = 0.0, sgd=None, losses=None):
+        raise NotImplementedError(
+            f"{self.name}: training (teacher distillation) is not available in this version; "
+            "use the pretrained encoder as is"
+        )

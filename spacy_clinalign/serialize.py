@@ -1,0 +1,40 @@
+"""msgpack hooks (srsly entry points) so a target Doc's `_.source` Doc and `_.alignment` survive DocBin.
+
+spaCy stores extension values in `doc.user_data` and DocBin packs that with srsly's msgpack, which knows
+numpy arrays but not Docs or our objects. The hooks are registered when the package is imported, which
+spaCy does itself whenever it loads one of our components. (Not through srsly's entry points: those are
+re-scanned on every msgpack call and would be imported while spaCy itself is still importing.)
+"""
+from typing import Any, Callable, Optional
+
+import srsly
+
+from spacy.tokens import Doc
+from spacy.vocab import Vocab
+
+from .alignment.alignment import Alignment
+
+DOC_KEY = "__clinalign_doc__"
+ALIGNMENT_KEY = "__clinalign_alignment__"
+
+
+def encode_pair_objects(obj: Any, chain: Optional[Callable] = None) -> Any:
+    if isinstance(obj, Doc):
+        return {DOC_KEY: obj.to_bytes()}
+    if isinstance(obj, Alignment):
+        return {ALIGNMENT_KEY: obj.to_dict()}
+    return obj if chain is None else chain(obj)
+
+
+def decode_pair_objects(obj: Any, chain: Optional[Callable] = None) -> Any:
+    if isinstance(obj, dict):
+        if DOC_KEY in obj:
+            return Doc(Vocab()).from_bytes(obj[DOC_KEY])
+        if ALIGNMENT_KEY in obj:
+            return Alignment.from_dict(obj[ALIGNMENT_KEY])
+    return obj if chain is None else chain(obj)
+
+
+def register_msgpack_hooks() -> None:
+    srsly.msgpack_encoders.register("spacy_clinalign", func=encode_pair_objects)
+    srsly.msgpack_decoders.register("spacy_clinalign", func=decode_pair_objects)
