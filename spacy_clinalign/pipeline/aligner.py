@@ -51,6 +51,11 @@ stride = 96
 MISSING_SOURCE_POLICIES = ("error", "warn", "ignore")
 
 
+def _has_text(doc: Doc) -> bool:
+    """Empty and whitespace-only Docs are not encoded (they have no wordpieces): they get zero matrices."""
+    return any(not token.is_space for token in doc)
+
+
 @Language.factory(
     "clinical_aligner",
     assigns=["doc._.alignment"],
@@ -161,7 +166,7 @@ class ClinicalAligner(TrainablePipe):
         """Cosine matrices (target x source), one per Doc; None where the Doc has no source."""
         docs = list(docs)
         sources = [self._source_of(doc) for doc in docs]
-        todo = [i for i, (d, s) in enumerate(zip(docs, sources)) if s is not None and len(d) and len(s)]
+        todo = [i for i, (d, s) in enumerate(zip(docs, sources)) if s is not None and _has_text(d) and _has_text(s)]
         scores: List[Optional[numpy.ndarray]] = [
             None if s is None else numpy.zeros((len(d), len(s)), dtype="float32") for d, s in zip(docs, sources)
         ]
