@@ -73,6 +73,18 @@ def cmd_evaluate_alignment(args: argparse.Namespace) -> None:
         print(f"{key}\t{100 * scores[key]:.1f}")
 
 
+def cmd_evaluate_gold_sets(args: argparse.Namespace) -> None:
+    import srsly
+
+    from .evaluation import evaluate_gold_sets, format_rows
+
+    nlp = load_aligner(args.model, layer=args.layer, gpu_id=args.gpu_id)
+    rows = evaluate_gold_sets(nlp, Path(args.data_dir), args.sets, args.methods, args.batch_size, args.limit)
+    print(format_rows(rows))
+    if args.output:
+        srsly.write_json(args.output, rows)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from . import demo
 
@@ -84,6 +96,9 @@ def cmd_import_e5(args: argparse.Namespace) -> None:
     from .encoders.e5 import import_e5
 
     out = Path(args.out_dir) if args.out_dir else default_encoder_dir()
+    if args.if_missing and (out / "config.json").exists():
+        print(f"{out} already holds an encoder; nothing to do")
+        return
     folder = import_e5(out, dtype=args.dtype, vocab_from=args.vocab_from)
     size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
     print(f"Wrote multilingual-e5-small to {folder} ({size:.1f} MiB)")
@@ -119,7 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--vocab-from", nargs="+", type=Path, default=None,
                    help="keep only the vocabulary pieces these text files or folders need")
+    p.add_argument("--if-missing", action="store_true", help="do nothing if OUT_DIR already holds an encoder")
     p.set_defaults(func=cmd_import_e5)
+
+    p = sub.add_parser("evaluate-gold-sets", help="AER per gold set and extraction method, beside published rows")
+    p.add_argument("model", help="spaCy pipeline folder with clinical_aligner, or a local Hugging Face encoder folder")
+    p.add_argument("data_dir", help="folder holding awesome-align/ and binaryalign/ (../shared/data/alignment)")
+    p.add_argument("--sets", nargs="+", default=["en-fr", "ro-en", "en-es", "en-cs", "en-sv"])
+    p.add_argument("--methods", nargs="+", default=["argmax", "itermax", "threshold"])
+    p.add_argument("--layer", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    p.add_argument("--limit", type=int, default=0, help="first N pairs of each set (0 = all)")
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.add_argument("--output", help="also write the rows as JSON")
+    p.set_defaults(func=cmd_evaluate_gold_sets)
 
     p = sub.add_parser("demo", help="align the bundled sample pair, print links and write an HTML view")
     p.add_argument("--out", default="demo_out")

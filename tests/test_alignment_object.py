@@ -5,6 +5,7 @@ from spacy.tokens import DocBin
 
 import spacy_clinalign
 from spacy_clinalign import Alignment, make_pair
+from spacy_clinalign.alignment.matrix import PairScores
 
 
 def test_links_lookups_and_pharaoh():
@@ -31,9 +32,13 @@ def test_invalid_alignments_are_rejected():
 def test_from_mask():
     mask = numpy.array([[True, False], [False, True]])
     probs = numpy.array([[0.7, 0.1], [0.2, 0.6]])
-    a = Alignment.from_mask(mask, probs, matrix=probs, method="argmax")
+    scores = PairScores(probs.astype("float32"), numpy.array([2.0, 1.0]), numpy.array([1.0, 3.0]))
+    a = Alignment.from_mask(mask, probs, scores=scores, method="argmax")
     assert a.links.tolist() == [[0, 0], [1, 1]]
     numpy.testing.assert_allclose(a.probs, [0.7, 0.6])
+    numpy.testing.assert_allclose(a.scores().dot(), [[1.4, 0.6], [0.2, 1.8]], rtol=1e-6)
+    with pytest.raises(ValueError, match="store_matrix=False"):
+        Alignment.from_mask(mask, probs).scores()
 
 
 def test_pair_and_alignment_survive_docbin():
@@ -41,12 +46,14 @@ def test_pair_and_alignment_survive_docbin():
     src = spacy.blank("es")("La prueba reveló una deficiencia.")
     doc = make_pair(src, "The test revealed a deficiency.", nlp)
     doc._.alignment = Alignment(len(doc), len(src), links=[(0, 0), (1, 1)], probs=[0.9, 0.8],
-                                matrix=numpy.eye(len(doc), len(src), dtype="float32"), method="argmax")
+                                matrix=numpy.eye(len(doc), len(src), dtype="float32"), method="argmax",
+                                norms=(numpy.ones(len(doc)), numpy.full(len(src), 2.0)))
     data = DocBin(docs=[doc], store_user_data=True).to_bytes()
     restored = list(DocBin().from_bytes(data).get_docs(nlp.vocab))[0]
     assert restored._.source.text == src.text
     assert [t.text for t in restored._.source] == [t.text for t in src]
     assert restored._.alignment == doc._.alignment
+    numpy.testing.assert_allclose(restored._.alignment.norms[1], 2.0)
 
 
 def test_make_pair_rejects_wrong_types():

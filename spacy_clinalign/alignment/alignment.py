@@ -3,6 +3,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy
 
+from .matrix import PairScores
+
 
 def _as_array(values, dtype, default: numpy.ndarray) -> numpy.ndarray:
     if values is None:
@@ -19,6 +21,8 @@ class Alignment:
     links: (k, 2) int64 array of (target_i, source_j), sorted.
     probs: (k,) float32, one probability per link.
     sure: (k,) bool; gold alignments mark possible-only links False, predictions are all sure.
+    norms: optional (target_norms, source_norms), the token vectors' norms, kept with the matrix so the
+        links can be re-extracted later with any method (see `scores`).
     """
 
     def __init__(
@@ -30,6 +34,7 @@ class Alignment:
         sure: Optional[Iterable[bool]] = None,
         matrix: Optional[numpy.ndarray] = None,
         method: str = "",
+        norms: Optional[Tuple[numpy.ndarray, numpy.ndarray]] = None,
     ):
         self.n_target = int(n_target)
         self.n_source = int(n_source)
@@ -54,13 +59,32 @@ class Alignment:
                 raise ValueError(f"Alignment matrix has shape {matrix.shape}, expected {(self.n_target, self.n_source)}")
         self.matrix = matrix
         self.method = method
+        if norms is not None:
+            norms = (numpy.asarray(norms[0], dtype="float32"), numpy.asarray(norms[1], dtype="float32"))
+            if norms[0].shape != (self.n_target,) or norms[1].shape != (self.n_source,):
+                raise ValueError("Alignment norms must have one value per target and per source token")
+        self.norms = norms
+
+    def scores(self) -> PairScores:
+        """The stored cosine matrix and norms as PairScores, to re-extract links with another method."""
+        if self.matrix is None or self.norms is None:
+            raise ValueError("This Alignment was made with store_matrix=False; it has no scores to re-extract from")
+        return PairScores(self.matrix, self.norms[0], self.norms[1])
 
     @classmethod
-    def from_mask(cls, mask: numpy.ndarray, probs: Optional[numpy.ndarray] = None, matrix=None, method: str = "") -> "Alignment":
-        """Build from a boolean (n_target, n_source) link mask and an optional per-cell probability matrix."""
+    def from_mask(
+        cls, mask: numpy.ndarray, probs: Optional[numpy.ndarray] = None, scores: Optional[PairScores] = None,
+        method: str = "",
+    ) -> "Alignment":
+        """Build from a boolean (n_target, n_source) link mask, an optional per-cell probability matrix,
+        and the PairScores to keep (matrix and norms)."""
         rows, cols = numpy.nonzero(mask)
         p = probs[rows, cols] if probs is not None else None
-        return cls(mask.shape[0], mask.shape[1], numpy.stack([rows, cols], axis=1), probs=p, matrix=matrix, method=method)
+        return cls(
+            mask.shape[0], mask.shape[1], numpy.stack([rows, cols], axis=1), probs=p, method=method,
+            matrix=None if scores is None else scores.cosine,
+            norms=None if scores is None else (scores.target_norms, scores.source_norms),
+        )
 
     def __len__(self) -> int:
         return len(self.links)
@@ -116,6 +140,7 @@ class Alignment:
             "sure": self.sure,
             "matrix": self.matrix,
             "method": self.method,
+            "norms": None if self.norms is None else list(self.norms),
         }
 
     @classmethod
@@ -128,4 +153,5 @@ class Alignment:
             sure=numpy.asarray(data["sure"]),
             matrix=data.get("matrix"),
             method=data.get("method", ""),
+            norms=data.get("norms"),
         )

@@ -3,6 +3,7 @@
 Every matrix here is oriented (rows = target tokens, columns = source tokens), as `Doc._.alignment` is.
 Functions accept numpy or cupy arrays (through thinc's `get_array_module`) unless they say torch.
 """
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy
@@ -20,6 +21,38 @@ def cosine_matrix(target: "numpy.ndarray", source: "numpy.ndarray", eps: float =
     t = target / xp.maximum(xp.linalg.norm(target, axis=1, keepdims=True), eps)
     s = source / xp.maximum(xp.linalg.norm(source, axis=1, keepdims=True), eps)
     return t @ s.T
+
+
+@dataclass
+class PairScores:
+    """Cosine matrix of a pair plus each token's vector norm, from which the raw dot products follow.
+
+    Cosine drives argmax/itermax (as SimAlign); the softmax-based `threshold` method and link
+    probabilities use dot products, whose scale makes the softmax sharp (as awesome-align does).
+    """
+
+    cosine: "numpy.ndarray"
+    target_norms: "numpy.ndarray"
+    source_norms: "numpy.ndarray"
+
+    def dot(self) -> "numpy.ndarray":
+        return self.cosine * self.target_norms[:, None] * self.source_norms[None, :]
+
+    @classmethod
+    def zeros(cls, n_target: int, n_source: int) -> "PairScores":
+        return cls(numpy.zeros((n_target, n_source), dtype="float32"), numpy.zeros(n_target, dtype="float32"),
+                   numpy.zeros(n_source, dtype="float32"))
+
+
+def pair_scores(target: "numpy.ndarray", source: "numpy.ndarray") -> PairScores:
+    """PairScores of two (n, width) token-vector arrays, returned as numpy."""
+    xp = get_array_module(target)
+    to_np = (lambda a: a.get()) if xp is not numpy else (lambda a: a)
+    return PairScores(
+        to_np(cosine_matrix(target, source)).astype("float32", copy=False),
+        to_np(xp.linalg.norm(target, axis=1)).astype("float32", copy=False),
+        to_np(xp.linalg.norm(source, axis=1)).astype("float32", copy=False),
+    )
 
 
 def softmax(x: "numpy.ndarray", axis: int) -> "numpy.ndarray":
@@ -44,11 +77,11 @@ def mutual_argmax(scores: "numpy.ndarray") -> "numpy.ndarray":
     return row_best & col_best
 
 
-def threshold_links(scores: "numpy.ndarray", threshold: float = 0.001, temperature: float = 0.1) -> "numpy.ndarray":
+def threshold_links(scores: "numpy.ndarray", threshold: float = 0.001, temperature: float = 1.0) -> "numpy.ndarray":
     """awesome-align's extraction: softmax over each row and over each column, keep cells above threshold in both.
 
-    awesome-align applies the softmax to raw dot products, whose scale is large; on cosine scores
-    (bounded by 1) the same softmax is almost flat, so scores are divided by `temperature` first.
+    Pass raw dot products, as awesome-align does: on cosine scores (bounded by 1) the softmax is
+    almost flat and nearly every cell passes 0.001, unless `temperature` is made very small.
     """
     if scores.size == 0:
         return get_array_module(scores).zeros(scores.shape, dtype=bool)
@@ -81,7 +114,7 @@ def itermax_links(scores: "numpy.ndarray", max_rounds: int = 2, alpha: float = 0
 
 
 def extract_links(
-    scores: "numpy.ndarray", method: str = "argmax", threshold: float = 0.001, temperature: float = 0.1
+    scores: "numpy.ndarray", method: str = "argmax", threshold: float = 0.001, temperature: float = 1.0
 ) -> "numpy.ndarray":
     """Dispatch to one extraction method; returns a boolean (n_target, n_source) mask."""
     if method == "argmax":
@@ -93,7 +126,7 @@ def extract_links(
     raise ValueError(f"Unknown alignment extraction method {method!r}; choose one of {EXTRACTION_METHODS}")
 
 
-def link_probabilities(scores: "numpy.ndarray", temperature: float = 0.1) -> "numpy.ndarray":
+def link_probabilities(scores: "numpy.ndarray", temperature: float = 1.0) -> "numpy.ndarray":
     """A probability per cell: the geometric mean of the row-softmax and the column-softmax."""
     xp = get_array_module(scores)
     if scores.size == 0:
@@ -156,13 +189,6 @@ def sinkhorn(
     import cupy
 
     return cupy.asarray(result)
-
-
-def links_from_mask(mask: "numpy.ndarray") -> "numpy.ndarray":
-    """(k, 2) int array of (target_i, source_j) for the True cells, sorted by target then source."""
-    xp = get_array_module(mask)
-    rows, cols = xp.nonzero(mask)
-    return xp.stack([rows, cols], axis=1).astype("int64") if rows.size else xp.zeros((0, 2), dtype="int64")
 
 
 def drop_rows_cols(mask: "numpy.ndarray", rows: "numpy.ndarray", cols: "numpy.ndarray") -> "numpy.ndarray":

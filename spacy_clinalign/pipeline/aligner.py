@@ -20,10 +20,11 @@ from thinc.api import Config, Model
 from ..alignment.alignment import Alignment
 from ..alignment.matrix import (
     EXTRACTION_METHODS,
-    cosine_matrix,
+    PairScores,
     drop_rows_cols,
     extract_links,
     link_probabilities,
+    pair_scores,
     sinkhorn,
 )
 from ..encoders import check_encoder_folder
@@ -64,7 +65,7 @@ def _has_text(doc: Doc) -> bool:
         "model": DEFAULT_ALIGNER_MODEL,
         "method": "argmax",
         "threshold": 0.001,
-        "temperature": 0.1,
+        "temperature": 1.0,
         "sinkhorn_iterations": 0,
         "store_matrix": True,
         "on_missing_source": "warn",
@@ -117,7 +118,7 @@ class ClinicalAligner(TrainablePipe):
         *,
         method: str = "argmax",
         threshold: float = 0.001,
-        temperature: float = 0.1,
+        temperature: float = 1.0,
         sinkhorn_iterations: int = 0,
         store_matrix: bool = True,
         on_missing_source: str = "warn",
@@ -162,46 +163,48 @@ class ClinicalAligner(TrainablePipe):
             raise TypeError(f"{self.name}: `doc._.source` must be a spaCy Doc, got {type(source).__name__}")
         return source
 
-    def predict(self, docs: Iterable[Doc]) -> List[Optional[numpy.ndarray]]:
-        """Cosine matrices (target x source), one per Doc; None where the Doc has no source."""
+    def predict(self, docs: Iterable[Doc]) -> List[Optional[PairScores]]:
+        """PairScores (cosine matrix target x source, plus vector norms) per Doc; None where it has no source."""
         docs = list(docs)
         sources = [self._source_of(doc) for doc in docs]
         todo = [i for i, (d, s) in enumerate(zip(docs, sources)) if s is not None and _has_text(d) and _has_text(s)]
-        scores: List[Optional[numpy.ndarray]] = [
-            None if s is None else numpy.zeros((len(d), len(s)), dtype="float32") for d, s in zip(docs, sources)
+        scores: List[Optional[PairScores]] = [
+            None if s is None else PairScores.zeros(len(d), len(s)) for d, s in zip(docs, sources)
         ]
         if not todo:
             return scores
         batch = [docs[i] for i in todo] + [sources[i] for i in todo]
         vectors = self.model.predict(batch)
-        ops = self.model.ops
         for k, i in enumerate(todo):
-            sim = cosine_matrix(vectors[k], vectors[len(todo) + k])
-            scores[i] = ops.to_numpy(sim).astype("float32", copy=False)
+            scores[i] = pair_scores(vectors[k], vectors[len(todo) + k])
         return scores
 
-    def set_annotations(self, docs: Iterable[Doc], scores: List[Optional[numpy.ndarray]]) -> None:
+    def set_annotations(self, docs: Iterable[Doc], scores: List[Optional[PairScores]]) -> None:
         cfg = self.cfg
-        for doc, sim in zip(docs, scores):
-            if sim is None:
+        for doc, pair in zip(docs, scores):
+            if pair is None:
                 doc._.alignment = None
                 continue
             source = doc._.source
-            extraction_scores = sim
-            if cfg["sinkhorn_iterations"] > 0 and sim.size:
-                extraction_scores = sinkhorn(sim, n_iter=cfg["sinkhorn_iterations"], temperature=cfg["temperature"])
-            if cfg["sinkhorn_iterations"] > 0 and cfg["method"] == "threshold":
-                mask = extraction_scores > cfg["threshold"]
-                probs = extraction_scores
+            logits = pair.dot()
+            probs = link_probabilities(logits, cfg["temperature"])
+            if cfg["sinkhorn_iterations"] > 0 and logits.size:
+                balanced = sinkhorn(logits, n_iter=cfg["sinkhorn_iterations"], temperature=cfg["temperature"])
+                if cfg["method"] == "threshold":
+                    mask = balanced > cfg["threshold"]
+                else:
+                    mask = extract_links(balanced, cfg["method"])
+                probs = balanced
+            elif cfg["method"] == "threshold":
+                mask = extract_links(logits, "threshold", cfg["threshold"], cfg["temperature"])
             else:
-                mask = extract_links(extraction_scores, cfg["method"], cfg["threshold"], cfg["temperature"])
-                probs = link_probabilities(sim, cfg["temperature"])
+                mask = extract_links(pair.cosine, cfg["method"])
             space_rows = numpy.array([t.i for t in doc if t.is_space], dtype="int64")
             space_cols = numpy.array([t.i for t in source if t.is_space], dtype="int64")
             if len(space_rows) or len(space_cols):
                 mask = drop_rows_cols(mask, space_rows, space_cols)
             doc._.alignment = Alignment.from_mask(
-                mask, probs, matrix=sim if cfg["store_matrix"] else None, method=cfg["method"]
+                mask, probs, scores=pair if cfg["store_matrix"] else None, method=cfg["method"]
             )
 
     # -- set-up and evaluation --------------------------------------------------------------------

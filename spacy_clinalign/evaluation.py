@@ -1,0 +1,82 @@
+"""AER of an aligner on the public gold sets, per extraction method, next to the published figures."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .io.alignment_files import read_gold_set
+from .io.readers import gold_alignment
+
+
+@dataclass
+class GoldSet:
+    name: str
+    path: str  # relative to the alignment data folder
+    gold: Optional[str] = None
+    one_based: bool = True
+    published: Dict[str, float] = field(default_factory=dict)  # system -> AER (%)
+
+
+# Published AERs from ../shared/data/README.md (SimAlign and awesome-align use mBERT).
+GOLD_SETS = {
+    s.name: s
+    for s in [
+        GoldSet("en-fr", "awesome-align/enfr.src-tgt", "awesome-align/enfr.gold",
+                published={"SimAlign mBERT": 7.6, "awesome-align mBERT": 5.6, "awesome-align fine-tuned": 4.1}),
+        GoldSet("ro-en", "awesome-align/roen.src-tgt", "awesome-align/roen.gold",
+                published={"SimAlign mBERT": 27.2, "awesome-align mBERT": 27.9, "awesome-align fine-tuned": 22.6}),
+        GoldSet("ja-en", "awesome-align/jaen.src-tgt", "awesome-align/jaen.gold",
+                published={"SimAlign mBERT": 46.6, "awesome-align mBERT": 45.6, "awesome-align fine-tuned": 37.4}),
+        GoldSet("zh-en", "awesome-align/zhen.src-tgt", "awesome-align/zhen.gold",
+                published={"SimAlign mBERT": 21.6, "awesome-align mBERT": 18.1, "awesome-align fine-tuned": 13.4}),
+        GoldSet("en-es", "binaryalign/valid/en-es/es_golden.jsonl"),
+        GoldSet("en-cs", "binaryalign/valid/en-cz/czenali.jsonl"),
+        GoldSet("en-sv", "binaryalign/valid/en-sv/swedish.jsonl"),
+    ]
+}
+DEFAULT_SETS = ("en-fr", "ro-en", "en-es", "en-cs", "en-sv")
+
+
+def evaluate_gold_sets(
+    nlp, data_dir: Path, sets: Sequence[str] = DEFAULT_SETS, methods: Sequence[str] = ("argmax", "itermax", "threshold"),
+    batch_size: int = 32, limit: int = 0,
+) -> List[Dict]:
+    """One row per (set, method): the set is encoded once and every method extracts from the same matrices."""
+    from .cli import align_word_pairs
+    from .scoring.alignment import AlignmentCounts
+
+    aligner = nlp.get_pipe("clinical_aligner")
+    saved = dict(aligner.cfg)
+    aligner.cfg["store_matrix"] = True
+    rows = []
+    try:
+        for name in sets:
+            if name not in GOLD_SETS:
+                raise ValueError(f"unknown gold set {name!r}; known: {sorted(GOLD_SETS)}")
+            spec = GOLD_SETS[name]
+            gold_path = Path(data_dir) / spec.gold if spec.gold else None
+            data = read_gold_set(Path(data_dir) / spec.path, gold_path, spec.one_based)
+            if limit:
+                data = data[:limit]
+            docs = align_word_pairs(nlp, [(s, t) for s, t, _ in data], batch_size=batch_size, progress=False)
+            golds = [gold_alignment(len(t), len(s), g) for s, t, g in data]
+            for method in methods:
+                aligner.cfg["method"] = method
+                aligner.set_annotations(docs, [d._.alignment.scores() for d in docs])
+                counts = AlignmentCounts()
+                for doc, gold in zip(docs, golds):
+                    pairs = gold.pairs()
+                    counts.add(set(doc._.alignment.pairs()), {p for p, s in zip(pairs, gold.sure) if s}, set(pairs))
+                scores = counts.scores("")
+                rows.append({"set": name, "method": method, "pairs": len(docs), **{k: 100 * v for k, v in scores.items()},
+                             "published": spec.published})
+    finally:
+        aligner.cfg.update(saved)
+    return rows
+
+
+def format_rows(rows: List[Dict]) -> str:
+    lines = [f"{'set':<7} {'method':<10} {'pairs':>5} {'AER':>6} {'P':>6} {'R':>6} {'F1':>6}   published AER"]
+    for r in rows:
+        pub = ", ".join(f"{k} {v}" for k, v in r["published"].items()) if r["method"] == "argmax" else ""
+        lines.append(f"{r['set']:<7} {r['method']:<10} {r['pairs']:>5} {r['aer']:>6.1f} {r['p']:>6.1f} {r['r']:>6.1f} {r['f']:>6.1f}   {pub}")
+    return "\n".join(lines)
