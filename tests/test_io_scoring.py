@@ -24,6 +24,12 @@ def test_parse_links_formats():
         parse_links("0-1", one_based=True)
 
 
+def test_unicode_spaces_are_tokens(tmp_path):
+    par = tmp_path / "ja.src-tgt"
+    par.write_text("天狗 の 山 \u3000 くらま ||| mountain of tengu\n", encoding="utf8")
+    assert read_parallel(par)[0][0] == ["天狗", "の", "山", "\u3000", "くらま"]
+
+
 def test_malformed_files_name_file_and_line(tmp_path):
     gold = tmp_path / "bad.gold"
     gold.write_text("1-1 2-2\n1-1 oops\n", encoding="utf8")

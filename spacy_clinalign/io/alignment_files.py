@@ -31,11 +31,17 @@ def _lines(path: PathLike) -> List[str]:
     return p.read_text(encoding="utf8").splitlines()
 
 
+def split_tokens(text: str) -> List[str]:
+    """Tokens of a pre-tokenized line: split on ASCII spaces and tabs only. Unicode spaces such as the
+    ideographic space U+3000 are tokens in the gold sets (ja-en), so `str.split()` would shift indices."""
+    return [w for w in re.split(r"[ \t]+", text.strip(" \t\r\n")) if w]
+
+
 def parse_parallel_line(line: str, path: PathLike = "<string>", line_no: int = 1) -> Tuple[List[str], List[str]]:
     if line.count("|||") != 1:
         raise AlignmentFormatError(path, line_no, "expected exactly one ' ||| ' between source and target")
     src, tgt = line.split("|||")
-    return src.split(), tgt.split()
+    return split_tokens(src), split_tokens(tgt)
 
 
 def read_parallel(path: PathLike) -> List[Tuple[List[str], List[str]]]:

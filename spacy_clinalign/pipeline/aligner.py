@@ -223,7 +223,14 @@ class ClinicalAligner(TrainablePipe):
                 sample.append(eg.predicted)
         sample = [d for d in sample if len(d)] or [Doc(self.vocab, words=["initialize"])]
         transformer.attrs["name"] = str(folder)
-        self.model.initialize(X=sample)
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # cutting the upper layers off is intended: no "weights not used" noise
+        try:
+            self.model.initialize(X=sample)
+        finally:
+            hf_logging.set_verbosity(verbosity)
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, float]:
         """Score alignments; examples built by `spacy evaluate` (which re-creates predicted Docs from the

@@ -1,0 +1,56 @@
+import pytest
+
+from spacy_clinalign.cli import main
+from spacy_clinalign.io.alignment_files import read_links
+
+
+def test_align_then_evaluate(tmp_path, tiny_encoder, capsys):
+    par = tmp_path / "pairs.src-tgt"
+    par.write_text("la casa es pequeña ||| the house is small\ndolor abdominal ||| abdominal pain\n", encoding="utf8")
+    gold = tmp_path / "pairs.gold"
+    gold.write_text("1-1 2-2 3-3 4p4\n1-2 2-1\n", encoding="utf8")
+    out = tmp_path / "pred.txt"
+    html = tmp_path / "view.html"
+    main(["align", str(tiny_encoder), str(par), str(out), "--layer", "2", "--probs", "--html", str(html)])
+    lines = out.read_text(encoding="utf8").splitlines()
+    assert len(lines) == 2 and all(lines)
+    assert ":" in lines[0].split()[0]  # --probs
+    assert "<table>" in html.read_text(encoding="utf8")
+    pred = read_links(out)
+    assert all(0 <= j < 4 and 0 <= i < 4 for j, i, _ in pred[0])
+    main(["evaluate-alignment", str(out), str(gold), "--one-based"])
+    printed = capsys.readouterr().out
+    assert "align_aer" in printed and "align_f" in printed
+
+
+def test_cli_errors_are_clear(tmp_path):
+    pairs = tmp_path / "x.src-tgt"
+    pairs.write_text("a ||| b\n", encoding="utf8")
+    with pytest.raises(SystemExit, match="encoder folder .*no-model.* does not exist"):
+        main(["align", str(tmp_path / "no-model"), str(pairs), str(tmp_path / "y")])
+    with pytest.raises(SystemExit, match="Alignment file not found"):
+        main(["align", str(tmp_path / "no-model"), str(tmp_path / "missing"), str(tmp_path / "y")])
+    pred, gold = tmp_path / "p", tmp_path / "g"
+    pred.write_text("0-0\n", encoding="utf8")
+    gold.write_text("1-1\n1-1\n", encoding="utf8")
+    with pytest.raises(SystemExit, match="has 1 lines but .* has 2"):
+        main(["evaluate-alignment", str(pred), str(gold), "--one-based"])
+
+
+def test_demo_runs_without_pretrained_encoder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SPACY_CLINALIGN_ENCODER", str(tmp_path / "no-encoder-here"))
+    main(["demo", "--out", str(tmp_path / "demo")])
+    out = capsys.readouterr()
+    assert "tiny random-weight encoder" in out.err
+    assert "Pharaoh:" in out.out and "->" in out.out
+    assert (tmp_path / "demo" / "alignment.html").exists()
+
+
+def test_project_yml_is_valid():
+    from pathlib import Path
+
+    from weasel.util import load_project_config
+
+    config = load_project_config(Path(__file__).resolve().parents[1])
+    assert "evaluate-alignment" in config["workflows"]
+    assert {c["name"] for c in config["commands"]} >= {"import-encoder", "evaluate-gold-sets", "bench-align"}
