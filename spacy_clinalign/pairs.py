@@ -10,8 +10,9 @@ from spacy.tokens import Doc
 
 
 def register_extensions() -> None:
-    """Register the Doc extensions used across the package (idempotent)."""
-    for name in ("source", "alignment"):
+    """Register the Doc extensions used across the package (idempotent): `source` (the source Doc),
+    `alignment` (an Alignment) and `teacher` (the frozen teacher matrix of a training pair)."""
+    for name in ("source", "alignment", "teacher"):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
 

@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 from spacy.language import Language
+from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.util import registry
 from spacy.vocab import Vocab
@@ -31,13 +32,17 @@ def make_pair_example(vocab: Vocab, source_words: List[str], target_words: List[
 def create_parallel_corpus_reader(
     path: Path, gold_path: Optional[Path] = None, one_based: bool = True, limit: int = 0
 ) -> Callable[[Language], Iterable[Example]]:
-    """Read `source ||| target` pairs (with an optional Pharaoh/talp gold file) or binaryalign `.jsonl`.
+    """Read `source ||| target` pairs (with an optional Pharaoh/talp gold file), binaryalign `.jsonl`, or
+    a `.spacy` DocBin of pairs (target Docs with `_.source`, and `_.teacher` for training, from build-teacher).
 
     one_based: whether the gold file counts from 1 (awesome-align's `.gold` files do).
     limit: read at most this many pairs (0 = all).
     """
 
     def read(nlp: Language) -> Iterator[Example]:
+        if str(path).endswith(".spacy"):
+            yield from read_pair_docbin(nlp, path, limit)
+            return
         rows: List[Tuple[List[str], List[str], Optional[List[Link]]]] = read_gold_set(path, gold_path, one_based)
         if limit:
             rows = rows[:limit]
@@ -45,3 +50,17 @@ def create_parallel_corpus_reader(
             yield make_pair_example(nlp.vocab, src, tgt, links)
 
     return read
+
+
+def read_pair_docbin(nlp: Language, path: Path, limit: int = 0) -> Iterator[Example]:
+    """Examples from a DocBin of target Docs carrying `_.source` (and `_.teacher` / `_.alignment` gold)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"Pair corpus not found: {path}")
+    for n, reference in enumerate(DocBin().from_disk(path).get_docs(nlp.vocab)):
+        if limit and n >= limit:
+            break
+        if reference._.source is None:
+            raise ValueError(f"{path}: document {n} has no `_.source`; was it written with store_user_data=True?")
+        predicted = Doc(nlp.vocab, words=[t.text for t in reference], spaces=[bool(t.whitespace_) for t in reference])
+        predicted._.source = reference._.source
+        yield Example(predicted, reference)

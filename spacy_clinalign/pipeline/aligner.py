@@ -6,7 +6,7 @@ vectors is the alignment matrix, from which links are extracted.
 """
 import warnings
 from itertools import islice
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
 import srsly
@@ -15,7 +15,8 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.vocab import Vocab
-from thinc.api import Config, Model
+from spacy.training import validate_examples
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from ..alignment.alignment import Alignment
 from ..alignment.matrix import (
@@ -27,6 +28,7 @@ from ..alignment.matrix import (
     pair_scores,
     sinkhorn,
 )
+from ..alignment.losses import row_column_cosine_loss, student_cosine
 from ..encoders import check_encoder_folder
 from ..pairs import register_extensions
 from ..scoring.alignment import score_alignment
@@ -244,11 +246,74 @@ class ClinicalAligner(TrainablePipe):
             self.set_annotations(docs, self.predict(docs))
         return super().score(examples, **kwargs)
 
+    # -- training: distillation of the frozen teacher ----------------------------------------------
+    def _teacher_of(self, eg: Example) -> numpy.ndarray:
+        teacher = eg.reference._.teacher
+        source = eg.predicted._.source
+        if teacher is None:
+            raise ValueError(
+                f"{self.name}: a training example has no teacher matrix (`reference._.teacher`); build the "
+                "training corpus with `python -m spacy_clinalign build-teacher`"
+            )
+        if source is None:
+            raise ValueError(f"{self.name}: a training example's predicted Doc has no `_.source`")
+        if teacher.shape != (len(eg.predicted), len(source)):
+            raise ValueError(
+                f"{self.name}: teacher matrix {teacher.shape} does not fit the pair "
+                f"({len(eg.predicted)} target x {len(source)} source tokens)"
+            )
+        return teacher
+
+    def get_loss(self, examples: Iterable[Example], vectors: List) -> Tuple[float, List]:
+        """Loss and gradient for the model's output: token vectors of the targets, then of the sources.
+
+        Per pair: (1 - row-wise cosine) + (1 - column-wise cosine) between the student's cosine
+        matrix and the teacher; averaged over pairs.
+        """
+        import torch
+        from thinc.api import torch2xp, xp2torch
+
+        examples = list(examples)
+        n = len(examples)
+        if len(vectors) != 2 * n:
+            raise ValueError(f"{self.name}: get_loss expects {2 * n} vector arrays (targets then sources), got {len(vectors)}")
+        tensors = [xp2torch(v, requires_grad=True) for v in vectors]
+        total = tensors[0].sum() * 0.0
+        for k, eg in enumerate(examples):
+            teacher = torch.as_tensor(numpy.asarray(self._teacher_of(eg), dtype="float32"), device=tensors[k].device)
+            student = student_cosine(tensors[k], tensors[n + k])
+            total = total + row_column_cosine_loss(student, teacher)
+        total = total / max(n, 1)
+        total.backward()
+        grads = [
+            torch2xp(t.grad) if t.grad is not None else self.model.ops.alloc2f(*t.shape) for t in tensors
+        ]
+        return float(total.detach()), grads
+
+    def update(
+        self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """One distillation step over the inline transformer (both sides of each pair pass through it)."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = [
+            eg for eg in examples
+            if eg.predicted._.source is not None and _has_text(eg.predicted) and _has_text(eg.predicted._.source)
+        ]
+        if not examples:
+            return losses
+        validate_examples(examples, "ClinicalAligner.update")
+        set_dropout_rate(self.model, drop)
+        batch = [eg.predicted for eg in examples] + [eg.predicted._.source for eg in examples]
+        vectors, backprop = self.model.begin_update(batch)
+        loss, d_vectors = self.get_loss(examples, vectors)
+        backprop(d_vectors)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
     def add_label(self, label: str) -> int:
         raise NotImplementedError(f"{self.name} has no labels")
-
-    def update(self, examples, *, drop: float = 0.0, sgd=None, losses=None):
-        raise NotImplementedError(
-            f"{self.name}: training (teacher distillation) is not available in this version; "
-            "use the pretrained encoder as is"
-        )
