@@ -6,11 +6,14 @@ from .pairs import make_pair, register_extensions
 from .serialize import register_msgpack_hooks
 from . import models  # noqa: F401  (registers architectures)
 from .models import aligner_model  # noqa: F401
-from .pipeline import ClinicalAligner
+from .pipeline import ClinicalAligner, SpanProjector
 from .scoring import alignment as _alignment_scoring  # noqa: F401
+from .render import render
+from .scoring import spans as _span_scoring  # noqa: F401
 from .io import readers as _readers  # noqa: F401
+from .io import multiclinai as _multiclinai  # noqa: F401
 
 register_msgpack_hooks()
 
 __version__ = "0.1.0"
-__all__ = ["Alignment", "ClinicalAligner", "make_pair", "register_extensions", "__version__"]
+__all__ = ["Alignment", "ClinicalAligner", "SpanProjector", "make_pair", "render", "register_extensions", "__version__"]

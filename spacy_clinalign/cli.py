@@ -145,6 +145,103 @@ def cmd_build_teacher(args: argparse.Namespace) -> None:
     print(f"Wrote {len(db)} pairs with teacher matrices to {args.output}", file=sys.stderr)
 
 
+def load_projection_pipeline(model: str, layer: int, gpu_id: int = -1, **projector_cfg):
+    """The aligner pipeline of `model` with a span_projector added (or reconfigured) after it."""
+    nlp = load_aligner(model, layer=layer, gpu_id=gpu_id)
+    nlp.get_pipe("clinical_aligner").cfg["store_matrix"] = True  # the projector reads the matrix
+    cfg = {k: v for k, v in projector_cfg.items() if v is not None}
+    if "span_projector" in nlp.pipe_names:
+        nlp.get_pipe("span_projector").cfg.update(cfg)
+    else:
+        nlp.add_pipe("span_projector", config=cfg)
+    return nlp
+
+
+def cmd_evaluate_projection(args: argparse.Namespace) -> None:
+    import srsly
+
+    from .io.multiclinai import read_multiclinai_examples
+
+    nlp = load_projection_pipeline(args.model, args.layer, args.gpu_id, threshold=args.threshold,
+                                   temperature=args.temperature, max_gap=args.max_gap)
+    examples = list(read_multiclinai_examples(nlp.vocab, Path(args.data), limit=args.limit))
+    scores = nlp.evaluate(examples, batch_size=args.batch_size)
+    print(format_projection_scores(scores))
+    if args.output:
+        srsly.write_json(args.output, {k: v for k, v in scores.items() if k.startswith(("proj_", "align_"))})
+
+
+def format_projection_scores(scores) -> str:
+    lines = [f"{'label':<10} {'char P':>7} {'char R':>7} {'char F':>7} {'strict P':>9} {'strict R':>9} {'strict F':>9}"]
+    rows = dict(sorted((scores.get("proj_per_type") or {}).items()))
+    rows["micro"] = {k[len("proj_"):]: v for k, v in scores.items() if k.startswith(("proj_char", "proj_strict"))}
+    for label, r in rows.items():
+        lines.append(f"{label:<10} {r['char_p']:>7.3f} {r['char_r']:>7.3f} {r['char_f']:>7.3f} "
+                     f"{r['strict_p']:>9.3f} {r['strict_r']:>9.3f} {r['strict_f']:>9.3f}")
+    return "\n".join(lines)
+
+
+def cmd_project(args: argparse.Namespace) -> None:
+    import csv
+    import shutil
+
+    import spacy
+    from tqdm import tqdm
+
+    from .io.standoff import entities_to_spans, read_ann, read_spaccc_tsv, write_ann
+    from .pairs import make_pair
+
+    source_dir, target_dir, out_dir = Path(args.source_dir), Path(args.target_dir), Path(args.output_dir)
+    for folder in (source_dir, target_dir):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"project: {folder} is not a folder")
+    tsv = read_spaccc_tsv(args.tsv) if args.tsv else None
+    names = sorted(p.stem for p in source_dir.glob("*.txt"))
+    if tsv is not None:
+        unknown = sorted(set(tsv) - set(names))
+        if unknown:
+            raise ValueError(f"project: the TSV annotates {len(unknown)} documents with no .txt in {source_dir}, e.g. {unknown[:3]}")
+        names = [n for n in names if n in tsv] if args.annotated_only else names
+    missing = [n for n in names if not (target_dir / f"{n}.txt").exists()]
+    if missing:
+        raise ValueError(f"project: {len(missing)} source documents have no translation in {target_dir}, e.g. {missing[:3]}")
+    nlp = load_projection_pipeline(args.model, args.layer, args.gpu_id, threshold=args.threshold, temperature=args.temperature)
+    nlp_src = spacy.blank(args.source_lang)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def pairs():
+        for name in names:
+            src = nlp_src((source_dir / f"{name}.txt").read_text(encoding="utf8"))
+            entities = tsv.get(name, []) if tsv is not None else (
+                read_ann(source_dir / f"{name}.ann") if (source_dir / f"{name}.ann").exists() else [])
+            src.spans["source"] = entities_to_spans(src, entities, f"{source_dir / name}.txt")
+            yield make_pair(src, (target_dir / f"{name}.txt").read_text(encoding="utf8"), nlp)
+
+    nlp.get_pipe("span_projector").cfg["source_spans_key"] = "source"
+    report = []
+    html_fragments = []
+    for name, doc in tqdm(zip(names, nlp.pipe(pairs(), batch_size=args.batch_size)), total=len(names), unit="doc"):
+        shutil.copyfile(target_dir / f"{name}.txt", out_dir / f"{name}.txt")
+        write_ann(out_dir / f"{name}.ann", doc.spans["projected"])
+        for miss in doc._.unprojected:
+            span = miss["span"]
+            report.append([name, span.label_, span.start_char, span.end_char, span.text, f"{miss['best_score']:.3f}"])
+        if args.html and len(html_fragments) < args.html_limit:
+            from .render import render
+
+            html_fragments.append(render(doc, title=name, page=False))
+    with (out_dir / "unprojected.tsv").open("w", encoding="utf8", newline="") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(["filename", "label", "source_start", "source_end", "source_text", "best_score"])
+        writer.writerows(report)
+    if args.html:
+        from .render import render_page
+
+        Path(args.html).write_text(render_page(html_fragments), encoding="utf8")
+    print(f"Projected {len(names)} documents into {out_dir}; {len(report)} source spans could not be projected "
+          f"(listed in {out_dir / 'unprojected.tsv'})", file=sys.stderr)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from . import demo
 
@@ -227,6 +324,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, default=0, help="first N pairs only (0 = all)")
     p.set_defaults(func=cmd_build_teacher)
+
+    p = sub.add_parser("evaluate-projection", help="strict and character-level P/R/F1 of projected spans (MultiClinAI)")
+    p.add_argument("model", help="pipeline folder with clinical_aligner (and span_projector), or an encoder folder")
+    p.add_argument("data", help="paired jsonl, e.g. ../shared/data/multiclinai/paired_es_en.dev.jsonl")
+    p.add_argument("--layer", type=int, default=8)
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--max-gap", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.add_argument("--output", help="also write the scores as JSON")
+    p.set_defaults(func=cmd_evaluate_projection)
+
+    p = sub.add_parser("project", help="project brat/TSV annotations of source documents onto their translations")
+    p.add_argument("model", help="pipeline folder with clinical_aligner (and span_projector), or an encoder folder")
+    p.add_argument("source_dir", help="source .txt documents, with brat .ann files unless --tsv is given")
+    p.add_argument("target_dir", help="translated .txt documents with the same names")
+    p.add_argument("output_dir", help="gets each target .txt, its projected .ann and unprojected.tsv")
+    p.add_argument("--tsv", nargs="+", type=Path, help="SPACCC-style TSV annotation files instead of .ann")
+    p.add_argument("--annotated-only", action="store_true", help="with --tsv: skip documents the TSV does not mention")
+    p.add_argument("--source-lang", default="es")
+    p.add_argument("--layer", type=int, default=8)
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.add_argument("--html", help="write an HTML view (heatmap + spans) of the first documents here")
+    p.add_argument("--html-limit", type=int, default=10)
+    p.set_defaults(func=cmd_project)
 
     p = sub.add_parser("demo", help="align the bundled sample pair, print links and write an HTML view")
     p.add_argument("--out", default="demo_out")

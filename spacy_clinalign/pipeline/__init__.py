@@ -1,3 +1,4 @@
 from .aligner import ClinicalAligner
+from .span_projector import SpanProjector
 
-__all__ = ["ClinicalAligner"]
+__all__ = ["ClinicalAligner", "SpanProjector"]

@@ -1,0 +1,81 @@
+"""Character-offset annotations: brat standoff (`.txt` + `.ann`) and the SPACCC / MedProcNER TSV
+(filename, mark, label, off0, off1, span). Entities become spans on Docs; projected spans are written
+back as brat. Only entity (T) lines are read: relations, events and notes are not projected."""
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+from spacy.tokens import Doc, Span
+
+SPACCC_LABELS = {"ENFERMEDAD": "DISEASE", "PROCEDIMIENTO": "PROCEDURE", "SINTOMA": "SYMPTOM"}
+
+
+@dataclass
+class Entity:
+    id: str
+    label: str
+    fragments: List[Tuple[int, int]]  # character offsets, end exclusive; several for discontinuous entities
+    text: str
+
+
+def read_ann(path: Path) -> List[Entity]:
+    """Entity lines of a brat `.ann` file: `T1<TAB>LABEL start end[;start end]<TAB>text`."""
+    entities = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf8").splitlines(), start=1):
+        if not line.startswith("T"):
+            continue
+        parts = line.split("\t")
+        try:
+            label, _, offsets = parts[1].partition(" ")
+            fragments = [(int(a), int(b)) for a, b in (frag.split() for frag in offsets.split(";"))]
+        except (IndexError, ValueError):
+            raise ValueError(f"{path}:{n}: malformed brat entity line {line!r}") from None
+        entities.append(Entity(parts[0], label, fragments, parts[2] if len(parts) > 2 else ""))
+    return entities
+
+
+def read_spaccc_tsv(paths: Iterable[Path], map_labels: bool = True) -> Dict[str, List[Entity]]:
+    """Mentions per document name from SPACCC-style TSV files (a header row, then one mention a row)."""
+    result: Dict[str, List[Entity]] = {}
+    for path in paths:
+        with Path(path).open(encoding="utf8", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(reader, None)
+            if header is None or header[:5] != ["filename", "mark", "label", "off0", "off1"]:
+                raise ValueError(f"{path}:1: expected the header filename, mark, label, off0, off1, span; got {header}")
+            for n, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                try:
+                    name, mark, label, start, end = row[0], row[1], row[2], int(row[3]), int(row[4])
+                except (IndexError, ValueError):
+                    raise ValueError(f"{path}:{n}: malformed row {row!r}") from None
+                label = SPACCC_LABELS.get(label, label) if map_labels else label
+                result.setdefault(name, []).append(Entity(mark, label, [(start, end)], row[5] if len(row) > 5 else ""))
+    return result
+
+
+def entities_to_spans(doc: Doc, entities: Sequence[Entity], where: str) -> List[Span]:
+    """Spans for the entities (one per fragment), expanded to whole tokens. Offsets outside the text, or
+    text that does not match the file's, are errors naming the document: annotations are never dropped."""
+    spans = []
+    for ent in entities:
+        for start, end in ent.fragments:
+            if not 0 <= start < end <= len(doc.text):
+                raise ValueError(f"{where}: entity {ent.id} offsets {start}-{end} are outside the text ({len(doc.text)} chars)")
+            if ent.text and len(ent.fragments) == 1 and doc.text[start:end] != ent.text:
+                raise ValueError(f"{where}: entity {ent.id} text {ent.text!r} differs from the document's {doc.text[start:end]!r}")
+            span = doc.char_span(start, end, label=ent.label, alignment_mode="expand")
+            if span is None:
+                raise ValueError(f"{where}: entity {ent.id} ({start}-{end}) covers no token")
+            spans.append(span)
+    return spans
+
+
+def write_ann(path: Path, spans: Iterable[Span]) -> None:
+    """Spans as brat entity (T) lines."""
+    lines = []
+    for k, span in enumerate(spans, start=1):
+        lines.append(f"T{k}\t{span.label_} {span.start_char} {span.end_char}\t{span.text.replace(chr(10), ' ')}")
+    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf8")
