@@ -4,16 +4,19 @@ scorers and Doc extensions; spaCy's entry points do the same without an import."
 from .alignment import Alignment
 from .pairs import make_pair, register_extensions
 from .serialize import register_msgpack_hooks
+from .fork_guard import install_fork_guard
 from . import models  # noqa: F401  (registers architectures)
-from .models import aligner_model  # noqa: F401
-from .pipeline import ClinicalAligner, SpanProjector
+from .models import aligner_model, cnn_tagger  # noqa: F401
+from .pipeline import BioNerCnn, ClinicalAligner, SpanProjector
 from .scoring import alignment as _alignment_scoring  # noqa: F401
 from .render import render
 from .scoring import spans as _span_scoring  # noqa: F401
 from .io import readers as _readers  # noqa: F401
 from .io import multiclinai as _multiclinai  # noqa: F401
+from .io import ner_corpora as _ner_corpora  # noqa: F401
 
 register_msgpack_hooks()
+install_fork_guard()
 
 __version__ = "0.1.0"
-__all__ = ["Alignment", "ClinicalAligner", "SpanProjector", "make_pair", "render", "register_extensions", "__version__"]
+__all__ = ["Alignment", "BioNerCnn", "ClinicalAligner", "SpanProjector", "make_pair", "render", "register_extensions", "__version__"]

@@ -11,7 +11,7 @@ average). Every character in [start, end) counts, inner spaces included. A near-
 earns partial credit in proportion to the characters it gets right.
 """
 from collections import defaultdict
-from typing import Dict, Iterable, List, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from spacy.tokens import Span
 from spacy.training import Example
@@ -73,13 +73,18 @@ def span_keys(spans: Iterable[Span]) -> List[SpanKey]:
     return [(s.start_char, s.end_char, s.label_) for s in spans]
 
 
-def score_spans(examples: Iterable[Example], spans_key: str = "projected", prefix: str = "proj_", **kwargs) -> Dict[str, object]:
+def score_spans(examples: Iterable[Example], spans_key: Optional[str] = "projected", prefix: str = "proj_",
+                **kwargs) -> Dict[str, object]:
     """Predicted `doc.spans[spans_key]` against the reference's `spans[spans_key]` (or its ents if it has
-    no such group). Keys: {prefix}strict_p/r/f, {prefix}char_p/r/f and {prefix}per_type."""
+    no such group); with spans_key None, predicted ents against gold ents.
+    Keys: {prefix}strict_p/r/f, {prefix}char_p/r/f and {prefix}per_type."""
     counts = SpanCounts()
     for eg in examples:
-        gold = eg.reference.spans[spans_key] if spans_key in eg.reference.spans else eg.reference.ents
-        pred = eg.predicted.spans[spans_key] if spans_key in eg.predicted.spans else []
+        if spans_key is None:
+            gold, pred = eg.reference.ents, eg.predicted.ents
+        else:
+            gold = eg.reference.spans[spans_key] if spans_key in eg.reference.spans else eg.reference.ents
+            pred = eg.predicted.spans[spans_key] if spans_key in eg.predicted.spans else []
         counts.add(span_keys(pred), span_keys(gold))
     return counts.scores(prefix)
 
@@ -87,3 +92,11 @@ def score_spans(examples: Iterable[Example], spans_key: str = "projected", prefi
 @registry.scorers("spacy-clinalign.projection_scorer.v1")
 def make_projection_scorer():
     return score_spans
+
+
+@registry.scorers("spacy-clinalign.ner_scorer.v1")
+def make_ner_scorer():
+    def score_ner(examples: Iterable[Example], spans_key: Optional[str] = None, **kwargs) -> Dict[str, object]:
+        return score_spans(examples, spans_key=spans_key, prefix="ner_")
+
+    return score_ner

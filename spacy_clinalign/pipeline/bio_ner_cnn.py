@@ -1,0 +1,192 @@
+"""`bio_ner_cnn`: transformer + CNN BIO tagger (MultiClinNER, Appendix B).
+
+Each label gets its own O/B/I distribution per token, so mentions of different labels may overlap
+(SPACCC's diseases, procedures and symptoms do); constrained Viterbi decoding per label never emits an
+I that does not continue a span. Spans go to `doc.ents` (overlaps across labels resolved, longest
+first) or, with `spans_key`, to `doc.spans[spans_key]` with overlaps kept. `doc._.bio_probs` holds
+each label's (n_tokens, 3) probabilities for O, B and I, which span_projector can use as support.
+"""
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import filter_spans
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+
+from ..decoding import B, I, tags_to_spans, viterbi_bio
+
+DEFAULT_CNN_MODEL = Config().from_str(
+    """
+[model]
+@architectures = "spacy-clinalign.CNNTagger.v1"
+width = 1024
+window_size = 2
+depth = 2
+maxout_pieces = 2
+dropout = 0.1
+nO = null
+
+[model.tok2vec]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+upstream = "*"
+
+[model.tok2vec.pooling]
+@layers = "reduce_mean.v1"
+"""
+)["model"]
+
+
+def register_ner_extensions() -> None:
+    if not Doc.has_extension("bio_probs"):
+        Doc.set_extension("bio_probs", default=None)
+
+
+@Language.factory(
+    "bio_ner_cnn",
+    assigns=["doc.ents", "doc.spans", "doc._.bio_probs"],
+    default_config={
+        "model": DEFAULT_CNN_MODEL,
+        "spans_key": None,
+        "scorer": {"@scorers": "spacy-clinalign.ner_scorer.v1"},
+    },
+    default_score_weights={"ner_char_f": 0.5, "ner_strict_f": 0.5, "ner_char_p": None, "ner_char_r": None,
+                           "ner_strict_p": None, "ner_strict_r": None, "ner_per_type": None},
+)
+def make_bio_ner_cnn(nlp: Language, name: str, model: Model, spans_key: Optional[str], scorer: Optional[Callable]) -> "BioNerCnn":
+    return BioNerCnn(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
+
+
+class BioNerCnn(TrainablePipe):
+    """BIO tagger with one O/B/I head per label; see the module docstring."""
+
+    def __init__(self, vocab: Vocab, model: Model, name: str = "bio_ner_cnn", *, spans_key: Optional[str] = None,
+                 scorer: Optional[Callable] = None):
+        register_ner_extensions()
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict = {"labels": [], "spans_key": spans_key}
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    def add_label(self, label: str) -> int:
+        if label in self.cfg["labels"]:
+            return 0
+        if self.model.has_dim("nO") and self.model.get_dim("nO"):
+            raise ValueError(f"{self.name}: cannot add label {label!r} after the model is initialized")
+        self.cfg["labels"].append(label)
+        return 1
+
+    def _gold_spans(self, doc: Doc) -> List[Span]:
+        key = self.cfg["spans_key"]
+        return list(doc.ents) if key is None else list(doc.spans.get(key, []))
+
+    def _write(self, doc: Doc, spans: List[Span]) -> None:
+        key = self.cfg["spans_key"]
+        if key is None:
+            doc.ents = filter_spans(spans)
+        else:
+            doc.spans[key] = spans
+
+    # -- inference -------------------------------------------------------------------------------
+    def _probs(self, scores: numpy.ndarray) -> numpy.ndarray:
+        """(n_tokens, n_labels, 3) softmax per label."""
+        s = self.model.ops.to_numpy(scores).reshape(len(scores), len(self.labels), 3)
+        s = s - s.max(axis=2, keepdims=True)
+        e = numpy.exp(s)
+        return e / e.sum(axis=2, keepdims=True)
+
+    def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+        docs = list(docs)
+        if not any(len(doc) for doc in docs):
+            return [numpy.zeros((len(doc), len(self.labels), 3), dtype="float32") for doc in docs]
+        return [self._probs(s) for s in self.model.predict(docs)]
+
+    def set_annotations(self, docs: Iterable[Doc], probs: List[numpy.ndarray]) -> None:
+        for doc, p in zip(docs, probs):
+            spans = []
+            bio_probs = {}
+            for k, label in enumerate(self.labels):
+                bio_probs[label] = p[:, k, :].astype("float32")
+                for start, end in tags_to_spans(viterbi_bio(p[:, k, :])):
+                    spans.append(Span(doc, start, end, label=label))
+            doc._.bio_probs = bio_probs
+            self._write(doc, spans)
+
+    # -- training --------------------------------------------------------------------------------
+    def _gold_tags(self, eg: Example) -> numpy.ndarray:
+        """(n_predicted_tokens, n_labels) tag ids, gold spans mapped onto the predicted tokenization."""
+        tags = numpy.zeros((len(eg.predicted), len(self.labels)), dtype="int64")
+        index = {label: k for k, label in enumerate(self.labels)}
+        gold = [s for s in self._gold_spans(eg.reference) if s.label_ in index]
+        for span in eg.get_aligned_spans_y2x(gold, allow_overlap=True):
+            k = index[span.label_]
+            tags[span.start, k] = B
+            tags[span.start + 1:span.end, k] = I
+        return tags
+
+    def get_loss(self, examples: Iterable[Example], scores: List) -> Tuple[float, List]:
+        """Cross-entropy of each label's O/B/I softmax against the gold tags; gradient per Doc."""
+        examples = list(examples)
+        validate_examples(examples, "BioNerCnn.get_loss")
+        n_tokens = max(sum(len(eg.predicted) for eg in examples), 1)
+        loss, grads = 0.0, []
+        for eg, s in zip(examples, scores):
+            p = self._probs(s)
+            gold = self._gold_tags(eg)
+            onehot = numpy.eye(3, dtype="float32")[gold]  # (n, L, 3)
+            loss -= float(numpy.log(numpy.clip((p * onehot).sum(axis=2), 1e-12, 1.0)).sum())
+            d = ((p - onehot) / n_tokens).reshape(len(p), -1).astype("float32")
+            grads.append(self.model.ops.asarray2f(d))
+        return loss / n_tokens, grads
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Optimizer] = None,
+               losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = [eg for eg in examples if len(eg.predicted)]
+        if not examples:
+            return losses
+        validate_examples(examples, "BioNerCnn.update")
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self.get_loss(examples, scores)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
+                   labels: Optional[List[str]] = None) -> None:
+        """Labels come from the gold spans of the examples unless given."""
+        validate_get_examples(get_examples, "BioNerCnn.initialize")
+        if labels is None:
+            found = sorted({s.label_ for eg in get_examples() for s in self._gold_spans(eg.reference)})
+        else:
+            found = list(labels)
+        for label in found:
+            self.add_label(label)
+        if not self.labels:
+            where = "doc.ents" if self.cfg["spans_key"] is None else f"doc.spans[{self.cfg['spans_key']!r}]"
+            raise ValueError(f"{self.name}: no entity labels found in the training data ({where} is empty everywhere)")
+        self.model.get_ref("output_layer").set_dim("nO", 3 * len(self.labels))
+        sample = [eg.predicted for eg in islice(get_examples(), 10) if len(eg.predicted)]
+        if not sample:
+            sample = [Doc(self.vocab, words=["initialize"])]
+        self.model.initialize(X=sample)
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, object]:
+        kwargs.setdefault("spans_key", self.cfg["spans_key"])
+        return super().score(examples, **kwargs)
+
