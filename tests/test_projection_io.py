@@ -23,6 +23,8 @@ def test_brat_and_tsv_readers(tmp_path):
     tsv = tmp_path / "distemist.tsv"
     tsv.write_text("filename\tmark\tlabel\toff0\toff1\tspan\ndoc\tT1\tENFERMEDAD\t13\t21\tneumonía\n", encoding="utf8")
     assert read_spaccc_tsv([tsv])["doc"][0].label == "DISEASE"
+    tsv.write_text('filename\tann_id\tlabel\tstart_span\tend_span\ttext\ndoc\tT1\tSINTOMA\t0\t8\t"a ""b"" c"\n', encoding="utf8")
+    assert read_spaccc_tsv([tsv])["doc"][0].text == 'a "b" c' and read_spaccc_tsv([tsv])["doc"][0].label == "SYMPTOM"
     bad = tmp_path / "bad.ann"
     bad.write_text("T1\tDISEASE x y\tneumonía\n", encoding="utf8")
     with pytest.raises(ValueError, match=r"bad\.ann:1: malformed"):

@@ -36,14 +36,16 @@ def read_ann(path: Path) -> List[Entity]:
 
 
 def read_spaccc_tsv(paths: Iterable[Path], map_labels: bool = True) -> Dict[str, List[Entity]]:
-    """Mentions per document name from SPACCC-style TSV files (a header row, then one mention a row)."""
+    """Mentions per document name from SPACCC-style TSV files: a header row, then one mention a row with
+    columns filename, id, label, start, end, text (read by position: DisTEMIST, MedProcNER and SympTEMIST
+    name them differently)."""
     result: Dict[str, List[Entity]] = {}
     for path in paths:
         with Path(path).open(encoding="utf8", newline="") as f:
             reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
             header = next(reader, None)
-            if header is None or header[:5] != ["filename", "mark", "label", "off0", "off1"]:
-                raise ValueError(f"{path}:1: expected the header filename, mark, label, off0, off1, span; got {header}")
+            if header is None or len(header) < 5 or header[3].isdigit():
+                raise ValueError(f"{path}:1: expected a header row (filename, id, label, start, end, text); got {header}")
             for n, row in enumerate(reader, start=2):
                 if not row:
                     continue
@@ -52,8 +54,18 @@ def read_spaccc_tsv(paths: Iterable[Path], map_labels: bool = True) -> Dict[str,
                 except (IndexError, ValueError):
                     raise ValueError(f"{path}:{n}: malformed row {row!r}") from None
                 label = SPACCC_LABELS.get(label, label) if map_labels else label
-                result.setdefault(name, []).append(Entity(mark, label, [(start, end)], row[5] if len(row) > 5 else ""))
+                text = _unquote(row[5]) if len(row) > 5 else ""
+                result.setdefault(name, []).append(Entity(mark, label, [(start, end)], text))
     return result
+
+
+def _unquote(field: str) -> str:
+    """Undo CSV quoting of a text field (outer quotes removed, doubled quotes halved), which these TSVs
+    use only for texts holding quotes; fields are read unquoted so that a stray quote cannot swallow the
+    following lines."""
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"')
+    return field
 
 
 def entities_to_spans(doc: Doc, entities: Sequence[Entity], where: str) -> List[Span]:
