@@ -8,7 +8,7 @@ import itertools
 
 
 def main() -> None:
-    from spacy_clinalign.cli import load_projection_pipeline
+    from spacy_clinalign.cli import format_projection_scores, load_projection_pipeline
     from spacy_clinalign.io.multiclinai import read_multiclinai_examples
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -36,6 +36,10 @@ def main() -> None:
               f"char F {scores['proj_char_f']:.3f} strict F {scores['proj_strict_f']:.3f}", flush=True)
     best = max(rows)
     print(f"best: threshold {best[2]} temperature {best[3]} gap {best[4]}: char F {best[0]:.3f} strict F {best[1]:.3f}")
+    projector.cfg.update(threshold=best[2], temperature=best[3], max_gap=best[4])
+    for doc in docs:
+        projector(doc)
+    print(format_projection_scores(projector.score(examples)))
 
 
 if __name__ == "__main__":
