@@ -161,6 +161,7 @@ def read_span_pairs(path: Path, names: Sequence[str], sources: Sequence[Doc], ta
     """Manually mapped spans, jsonl lines {"doc": name, "source": [start, end], "target": [start, end]}
     in character offsets, as token ranges per pair index (spans are expanded to whole tokens)."""
     index = {name: i for i, name in enumerate(names)}
+    index.update({Path(name).stem: i for i, name in enumerate(names)})  # "case1" or "case1.txt"
     result: Dict[int, List[SpanPair]] = {}
     for n, row in enumerate(srsly.read_jsonl(path), start=1):
         try:

@@ -102,3 +102,26 @@ def test_spacy_train_runs_end_to_end(tmp_path, corpus, tiny_encoder):
 
     doc = nlp(pair_from_words(nlp.vocab, src.split(), tgt.split()))
     assert len(doc._.alignment) > 0
+
+
+def test_span_aware_bias_moves_teacher_mass_into_mapped_spans(tmp_path, tiny_encoder):
+    src_dir, tgt_dir = tmp_path / "es", tmp_path / "en"
+    src_dir.mkdir()
+    tgt_dir.mkdir()
+    (src_dir / "d1.txt").write_text("Dolor abdominal y fiebre alta.", encoding="utf8")
+    (tgt_dir / "d1.txt").write_text("High fever and abdominal pain.", encoding="utf8")
+    spans = tmp_path / "spans.jsonl"
+    # "fiebre alta" (18-29) <-> "High fever" (0-10)
+    spans.write_text('{"doc": "d1", "source": [18, 29], "target": [0, 10]}\n', encoding="utf8")
+    plain, biased = tmp_path / "plain.spacy", tmp_path / "biased.spacy"
+    base = ["build-teacher", str(src_dir), "--target", str(tgt_dir), "--encoder", str(tiny_encoder), "--layer", "2"]
+    main(base[:2] + [str(plain)] + base[2:])
+    main(base[:2] + [str(biased)] + base[2:] + ["--spans", str(spans), "--span-bias", "5.0"])
+    t_plain = next(iter(create_parallel_corpus_reader(plain)(spacy.blank("en")))).reference._.teacher.astype("float32")
+    t_biased = next(iter(create_parallel_corpus_reader(biased)(spacy.blank("en")))).reference._.teacher.astype("float32")
+    # target tokens 0-1 ("High fever") x source tokens 3-4 ("fiebre alta")
+    assert t_biased[0:2, 3:5].sum() > t_plain[0:2, 3:5].sum() + 0.5
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"doc": "nope.txt", "source": [0, 5], "target": [0, 4]}\n', encoding="utf8")
+    with pytest.raises(SystemExit, match=r"bad\.jsonl:1: bad span mapping"):
+        main(base[:2] + [str(tmp_path / "x.spacy")] + base[2:] + ["--spans", str(bad), "--span-bias", "1"])
