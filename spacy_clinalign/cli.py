@@ -165,16 +165,34 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
     nlp = load_projection_pipeline(args.model, args.layer, args.gpu_id, threshold=args.threshold,
                                    temperature=args.temperature, max_gap=args.max_gap)
     examples = list(read_multiclinai_examples(nlp.vocab, Path(args.data), limit=args.limit))
+    if args.ner:
+        label_map = dict(item.split("=", 1) for item in args.ner_label_map)
+        add_ner_support(args.ner, [eg.predicted for eg in examples], batch_size=args.batch_size)
+        nlp.get_pipe("span_projector").cfg.update(support_spans_key="ner", support_label_map=label_map)
     scores = nlp.evaluate(examples, batch_size=args.batch_size)
     print(format_projection_scores(scores))
     if args.output:
         srsly.write_json(args.output, {k: v for k, v in scores.items() if k.startswith(("proj_", "align_"))})
 
 
-def format_projection_scores(scores) -> str:
+def add_ner_support(ner_model: str, docs, batch_size: int = 8) -> None:
+    """Run an NER pipeline (e.g. bio_ner_cnn) over the target Docs' tokens and store its spans in
+    `doc.spans["ner"]`, for span_projector's support; the NER pipeline keeps its own vocab."""
+    import spacy
+    from spacy.tokens import Doc, Span
+
+    ner = spacy.load(ner_model)
+    copies = (Doc(ner.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in docs)
+    spans_key = ner.get_pipe("bio_ner_cnn").cfg["spans_key"] if "bio_ner_cnn" in ner.pipe_names else None
+    for doc, tagged in zip(docs, ner.pipe(copies, batch_size=batch_size)):
+        found = tagged.spans[spans_key] if spans_key else tagged.ents
+        doc.spans["ner"] = [Span(doc, s.start, s.end, label=s.label_) for s in found]
+
+
+def format_projection_scores(scores, prefix: str = "proj_") -> str:
     lines = [f"{'label':<10} {'char P':>7} {'char R':>7} {'char F':>7} {'strict P':>9} {'strict R':>9} {'strict F':>9}"]
-    rows = dict(sorted((scores.get("proj_per_type") or {}).items()))
-    rows["micro"] = {k[len("proj_"):]: v for k, v in scores.items() if k.startswith(("proj_char", "proj_strict"))}
+    rows = dict(sorted((scores.get(f"{prefix}per_type") or {}).items()))
+    rows["micro"] = {k[len(prefix):]: v for k, v in scores.items() if k.startswith((f"{prefix}char", f"{prefix}strict"))}
     for label, r in rows.items():
         lines.append(f"{label:<10} {r['char_p']:>7.3f} {r['char_r']:>7.3f} {r['char_f']:>7.3f} "
                      f"{r['strict_p']:>9.3f} {r['strict_r']:>9.3f} {r['strict_f']:>9.3f}")
@@ -240,6 +258,21 @@ def cmd_project(args: argparse.Namespace) -> None:
         Path(args.html).write_text(render_page(html_fragments), encoding="utf8")
     print(f"Projected {len(names)} documents into {out_dir}; {len(report)} source spans could not be projected "
           f"(listed in {out_dir / 'unprojected.tsv'})", file=sys.stderr)
+
+
+def cmd_evaluate_ner(args: argparse.Namespace) -> None:
+    import spacy
+    import srsly
+
+    from .io.ner_corpora import create_spaccc_reader
+
+    nlp = spacy.load(args.model)
+    spans_key = nlp.get_pipe("bio_ner_cnn").cfg["spans_key"] or "entities"
+    examples = list(create_spaccc_reader(Path(args.data), spans_key=spans_key, limit=args.limit)(nlp))
+    scores = nlp.evaluate(examples, batch_size=args.batch_size)
+    print(format_projection_scores(scores, prefix="ner_"))
+    if args.output:
+        srsly.write_json(args.output, {k: v for k, v in scores.items() if k.startswith("ner_")})
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -335,8 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--gpu-id", type=int, default=-1)
+    p.add_argument("--ner", help="an NER pipeline (bio_ner_cnn) whose spans on the targets support decoding")
+    p.add_argument("--ner-label-map", nargs="+", default=["DISEASE=DIS", "PROCEDURE=PRO", "SYMPTOM=SYM"],
+                   help="NER_LABEL=PROJECTED_LABEL pairs")
     p.add_argument("--output", help="also write the scores as JSON")
     p.set_defaults(func=cmd_evaluate_projection)
+
+    p = sub.add_parser("evaluate-ner", help="strict and character-level P/R/F1 of an NER pipeline on a SPACCC split")
+    p.add_argument("model", help="pipeline folder with bio_ner_cnn")
+    p.add_argument("data", help="SPACCC split folder, e.g. ../shared/data/spaccc/dev")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--output", help="also write the scores as JSON")
+    p.set_defaults(func=cmd_evaluate_ner)
 
     p = sub.add_parser("project", help="project brat/TSV annotations of source documents onto their translations")
     p.add_argument("model", help="pipeline folder with clinical_aligner (and span_projector), or an encoder folder")

@@ -168,3 +168,26 @@ def test_spacy_train_ner_cnn(tmp_path, tiny_encoder):
     assert "NER_CHAR_F" in result.stdout.upper()
     nlp = spacy.load(tmp_path / "out" / "model-last")
     assert nlp.get_pipe("bio_ner_cnn").labels == ("DISEASE", "PROCEDURE", "SYMPTOM")
+
+
+def test_evaluate_ner_and_projection_with_ner_support_cli(tmp_path, trained, tiny_encoder, capsys):
+    import json
+
+    from spacy_clinalign.cli import main
+
+    trained.to_disk(tmp_path / "ner")
+    split = tmp_path / "split"
+    (split / "text_files").mkdir(parents=True)
+    (split / "text_files" / "d0.txt").write_text(TRAIN[0][0], encoding="utf8")
+    header = "filename\tmark\tlabel\toff0\toff1\tspan\n"
+    (split / "distemist.tsv").write_text(header + "d0\tT1\tENFERMEDAD\t13\t21\tneumonía\n", encoding="utf8")
+    (split / "medprocner.tsv").write_text(header, encoding="utf8")
+    (split / "symptemist.tsv").write_text(header + "d0\tT1\tSINTOMA\t24\t35\tfiebre alta\n", encoding="utf8")
+    main(["evaluate-ner", str(tmp_path / "ner"), str(split)])
+    assert "DISEASE" in capsys.readouterr().out
+    row = {"label": "DIS", "es_tokens": ["Paciente", "con", "neumonía"], "es_tags": ["O", "O", "B-DIS"],
+           "en_tokens": ["Patient", "with", "neumonía"], "en_tags": ["O", "O", "B-DIS"]}
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps(row) + "\n", encoding="utf8")
+    main(["evaluate-projection", str(tiny_encoder), str(data), "--layer", "2", "--ner", str(tmp_path / "ner")])
+    assert "micro" in capsys.readouterr().out

@@ -126,3 +126,15 @@ def test_component_errors_and_scoring():
     reference.spans["projected"] = [Span(reference, 0, 2, label="SYMPTOM")]
     scores = projector.score([Example(doc, reference)])
     assert scores["proj_strict_f"] == 1.0 and scores["proj_char_f"] == 1.0
+
+
+def test_ner_support_with_label_map():
+    nlp = spacy.blank("en")
+    projector = nlp.add_pipe("span_projector", config={
+        "threshold": 0.6, "temperature": 1.0, "support_spans_key": "ner", "support_label_map": {"DISEASE": "DIS"}})
+    src, tgt = ["neumonía", "grave"], ["severe", "bilateral", "pneumonia"]
+    doc = _aligned_pair(nlp, src, tgt, [(2, 0), (0, 1)], [(0, 1, "DIS")])
+    doc.spans["ner"] = [Span(doc, 1, 3, label="DISEASE")]  # "bilateral" has no alignment: a uniform 0.5 share
+    assert [s.text for s in projector(doc).spans["projected"]] == ["bilateral pneumonia"]
+    projector.cfg["support_label_map"] = {}
+    assert [s.text for s in projector(doc).spans["projected"]] == ["pneumonia"]  # DISEASE != DIS: no support

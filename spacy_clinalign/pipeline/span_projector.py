@@ -35,6 +35,7 @@ def register_span_extensions() -> None:
         "temperature": 2.0,
         "support_spans_key": None,
         "support_same_label": True,
+        "support_label_map": {},
         "set_ents": False,
         "scorer": {"@scorers": "spacy-clinalign.projection_scorer.v1"},
     },
@@ -43,13 +44,13 @@ def register_span_extensions() -> None:
 )
 def make_span_projector(
     nlp: Language, name: str, source_spans_key: Optional[str], output_key: str, threshold: float, max_gap: int,
-    temperature: float, support_spans_key: Optional[str], support_same_label: bool, set_ents: bool,
-    scorer: Optional[Callable],
+    temperature: float, support_spans_key: Optional[str], support_same_label: bool, support_label_map: Dict[str, str],
+    set_ents: bool, scorer: Optional[Callable],
 ) -> "SpanProjector":
     return SpanProjector(
         nlp.vocab, name, source_spans_key=source_spans_key, output_key=output_key, threshold=threshold,
         max_gap=max_gap, temperature=temperature, support_spans_key=support_spans_key,
-        support_same_label=support_same_label, set_ents=set_ents, scorer=scorer,
+        support_same_label=support_same_label, support_label_map=support_label_map, set_ents=set_ents, scorer=scorer,
     )
 
 
@@ -59,7 +60,8 @@ class SpanProjector(Pipe):
     Each target token's row of the alignment becomes a distribution over source tokens (softmax of the
     dot products / `temperature`); its share inside the source span is its score. The longest run of
     tokens scoring >= `threshold`, or inside a `support_spans_key` span (e.g. from bio_ner_cnn, of the
-    same label if `support_same_label`), bridging up to `max_gap` tokens, becomes the projected span in
+    same label if `support_same_label`, after renaming NER labels with `support_label_map`, e.g.
+    {"DISEASE": "DIS"}), bridging up to `max_gap` tokens, becomes the projected span in
     `doc.spans[output_key]` with the label, kb_id and extension values of its source span, plus
     `_.source_span` and `_.score`. Source spans with no token above threshold go to `doc._.unprojected`
     as dicts (span, best_score, best_token). Nested and overlapping source spans project independently.
@@ -70,8 +72,8 @@ class SpanProjector(Pipe):
     def __init__(
         self, vocab, name: str = "span_projector", *, source_spans_key: Optional[str] = None,
         output_key: str = "projected", threshold: float = 0.1, max_gap: int = 1, temperature: float = 2.0,
-        support_spans_key: Optional[str] = None, support_same_label: bool = True, set_ents: bool = False,
-        scorer: Optional[Callable] = None,
+        support_spans_key: Optional[str] = None, support_same_label: bool = True,
+        support_label_map: Optional[Dict[str, str]] = None, set_ents: bool = False, scorer: Optional[Callable] = None,
     ):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"{name}: threshold must be in (0, 1], got {threshold}")
@@ -86,7 +88,8 @@ class SpanProjector(Pipe):
         self.cfg: Dict = {
             "source_spans_key": source_spans_key, "output_key": output_key, "threshold": threshold,
             "max_gap": max_gap, "temperature": temperature, "support_spans_key": support_spans_key,
-            "support_same_label": support_same_label, "set_ents": set_ents,
+            "support_same_label": support_same_label, "support_label_map": dict(support_label_map or {}),
+            "set_ents": set_ents,
         }
 
     def source_spans(self, source: Doc) -> List[Span]:
@@ -106,8 +109,9 @@ class SpanProjector(Pipe):
             return None
         spans = doc.ents if key == "ents" else doc.spans.get(key, [])
         mask = numpy.zeros(len(doc), dtype=bool)
+        label_map = self.cfg["support_label_map"]
         for span in spans:
-            if not self.cfg["support_same_label"] or span.label_ == label:
+            if not self.cfg["support_same_label"] or label_map.get(span.label_, span.label_) == label:
                 mask[span.start:span.end] = True
         return mask
 
