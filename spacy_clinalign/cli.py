@@ -289,7 +289,7 @@ def cmd_import_e5(args: argparse.Namespace) -> None:
     if args.if_missing and (out / "config.json").exists():
         print(f"{out} already holds an encoder; nothing to do")
         return
-    folder = import_e5(out, dtype=args.dtype, vocab_from=args.vocab_from)
+    folder = import_e5(out, dtype=args.dtype, vocab_from=args.vocab_from, num_layers=args.num_layers)
     size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
     print(f"Wrote multilingual-e5-small to {folder} ({size:.1f} MiB)")
 
@@ -325,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-from", nargs="+", type=Path, default=None,
                    help="keep only the vocabulary pieces these text files or folders need")
     p.add_argument("--if-missing", action="store_true", help="do nothing if OUT_DIR already holds an encoder")
+    p.add_argument("--num-layers", type=int, default=None, help="keep only the first N layers (e.g. 8 for an aligner)")
     p.set_defaults(func=cmd_import_e5)
 
     p = sub.add_parser("evaluate-gold-sets", help="AER per gold set and extraction method, beside published rows")

@@ -120,6 +120,12 @@ def test_trimmed_vocabulary_gives_identical_hidden_states(tmp_path, e5_dir, e5_m
     half = import_e5(tmp_path / "trimmed16", dtype="float16", vocab_from=[texts])
     size16 = sum(f.stat().st_size for f in half.iterdir())
     assert size16 < 64 * 2**20
+    cut = import_e5(tmp_path / "cut8", vocab_from=[texts], num_layers=8)
+    model8 = AutoModel.from_pretrained(cut).eval()
+    ids = tok_t(ES, return_tensors="pt")
+    with torch.no_grad():
+        full_l8 = model_t(**ids, output_hidden_states=True).hidden_states[8]
+        assert torch.allclose(model8(**ids).last_hidden_state, full_l8, atol=1e-5)
 
 
 def test_clear_errors(tmp_path, e5_dir):

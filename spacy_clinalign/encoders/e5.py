@@ -268,8 +268,10 @@ def import_e5(
     vocab_from: Optional[Sequence[Path]] = None,
     e5_bin: Optional[Path] = None,
     tokenizer_json_path: Optional[Path] = None,
+    num_layers: Optional[int] = None,
 ) -> Path:
-    """Build the Hugging Face folder; returns it. `e5_bin`/`tokenizer_json_path` override the package files."""
+    """Build the Hugging Face folder; returns it. `e5_bin`/`tokenizer_json_path` override the package files.
+    `num_layers` keeps only the first N transformer layers (an aligner reading layer 8 needs no more)."""
     import torch
     from transformers import BertConfig, BertModel
 
@@ -290,6 +292,13 @@ def import_e5(
     if n_tok > h.vocab:
         raise E5FormatError(f"tokenizer has {n_tok} pieces but the model's embedding table has {h.vocab} rows")
     state = e5.state_dict()
+    layers = h.layers
+    if num_layers is not None:
+        if not 1 <= num_layers <= h.layers:
+            raise ValueError(f"import-e5: num_layers must be between 1 and {h.layers}, got {num_layers}")
+        layers = num_layers
+        state = {k: v for k, v in state.items()
+                 if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < num_layers}
     vocab_size = h.vocab
     trim_note = ""
     if vocab_from:
@@ -299,7 +308,7 @@ def import_e5(
         vocab_size = len(keep)
         trim_note = f", trimmed from {h.vocab} to the pieces of the given texts"
     config = BertConfig(
-        vocab_size=vocab_size, hidden_size=h.hidden, num_hidden_layers=h.layers, num_attention_heads=h.heads,
+        vocab_size=vocab_size, hidden_size=h.hidden, num_hidden_layers=layers, num_attention_heads=h.heads,
         intermediate_size=h.ffn, max_position_embeddings=h.max_positions, type_vocab_size=h.type_vocab,
         layer_norm_eps=h.eps, hidden_act="gelu", pad_token_id=h.specials["pad"],
     )
@@ -315,7 +324,7 @@ def import_e5(
     _fast_tokenizer(tokenizer_json).save_pretrained(out_dir)
     (out_dir / "README.md").write_text(
         MODEL_CARD.format(
-            layers=h.layers, hidden=h.hidden, heads=h.heads, vocab=vocab_size, trim_note=trim_note,
+            layers=layers, hidden=h.hidden, heads=h.heads, vocab=vocab_size, trim_note=trim_note,
             e5_file=E5_FILE, e5_version=e5_version, tok_version=tok_version, dtype=dtype,
         ),
         encoding="utf8",
