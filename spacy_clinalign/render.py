@@ -32,13 +32,17 @@ def render_alignment(doc: Doc, title: Optional[str] = None, max_tokens: int = 30
     n_t, n_s = min(len(doc), max_tokens), min(len(source), max_tokens)
     matrix = alignment.matrix if alignment.matrix is not None else numpy.zeros((len(doc), len(source)))
     linked = {(int(i), int(j)) for i, j in alignment.links}
+    # colour by min-max scaled similarity: encoders' cosines are often all high (0.7-0.9)
+    shown = matrix[:n_t, :n_s]
+    low, high = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 1.0)
+    span = high - low if high > low else 1.0
     rows = ["<tr><th></th>" + "".join(f'<th class="src">{html.escape(t.text)}</th>' for t in source[:n_s]) + "</tr>"]
     for i in range(n_t):
         cells = []
         for j in range(n_s):
-            v = float(max(0.0, min(1.0, matrix[i, j])))
+            raw = float(matrix[i, j])
             cls = ' class="link"' if (i, j) in linked else ""
-            cells.append(f'<td{cls} style="background:rgba(41,128,185,{v:.2f})" title="{v:.3f}"></td>')
+            cells.append(f'<td{cls} style="background:rgba(41,128,185,{(raw - low) / span:.2f})" title="{raw:.3f}"></td>')
         rows.append(f'<tr><th class="tgt">{html.escape(doc[i].text)}</th>{"".join(cells)}</tr>')
     note = ""
     if n_t < len(doc) or n_s < len(source):
