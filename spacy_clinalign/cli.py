@@ -275,6 +275,18 @@ def cmd_evaluate_ner(args: argparse.Namespace) -> None:
         srsly.write_json(args.output, {k: v for k, v in scores.items() if k.startswith("ner_")})
 
 
+def cmd_convert_spaccc(args: argparse.Namespace) -> None:
+    import spacy
+    from spacy.tokens import DocBin
+
+    from .io.ner_corpora import read_spaccc_docs
+
+    docs = list(read_spaccc_docs(spacy.blank(args.lang), Path(args.split_dir), args.spans_key))
+    DocBin(docs=docs).to_disk(args.output)
+    n = sum(len(d.spans[args.spans_key]) for d in docs)
+    print(f"Wrote {len(docs)} documents with {n} mentions to {args.output}", file=sys.stderr)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from . import demo
 
@@ -399,6 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", help="write an HTML view (heatmap + spans) of the first documents here")
     p.add_argument("--html-limit", type=int, default=10)
     p.set_defaults(func=cmd_project)
+
+    p = sub.add_parser("convert-spaccc", help="a SPACCC split (text_files + TSVs) as a .spacy DocBin")
+    p.add_argument("split_dir")
+    p.add_argument("output")
+    p.add_argument("--spans-key", default="entities")
+    p.add_argument("--lang", default="es")
+    p.set_defaults(func=cmd_convert_spaccc)
 
     p = sub.add_parser("demo", help="align the bundled sample pair, print links and write an HTML view")
     p.add_argument("--out", default="demo_out")

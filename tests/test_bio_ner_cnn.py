@@ -185,6 +185,11 @@ def test_evaluate_ner_and_projection_with_ner_support_cli(tmp_path, trained, tin
     (split / "symptemist.tsv").write_text(header + "d0\tT1\tSINTOMA\t24\t35\tfiebre alta\n", encoding="utf8")
     main(["evaluate-ner", str(tmp_path / "ner"), str(split)])
     assert "DISEASE" in capsys.readouterr().out
+    main(["convert-spaccc", str(split), str(tmp_path / "dev.spacy")])
+    from spacy.tokens import DocBin
+
+    (doc,) = list(DocBin().from_disk(tmp_path / "dev.spacy").get_docs(spacy.blank("es").vocab))
+    assert [(s.text, s.label_) for s in doc.spans["entities"]] == [("neumonía", "DISEASE"), ("fiebre alta", "SYMPTOM")]
     row = {"label": "DIS", "es_tokens": ["Paciente", "con", "neumonía"], "es_tags": ["O", "O", "B-DIS"],
            "en_tokens": ["Patient", "with", "neumonía"], "en_tags": ["O", "O", "B-DIS"]}
     data = tmp_path / "pairs.jsonl"
