@@ -104,10 +104,11 @@ def make_clinical_aligner(
 class ClinicalAligner(TrainablePipe):
     """Align each target Doc with `doc._.source`; writes an `Alignment` to `doc._.alignment`.
 
-    method: link extraction, `argmax` (mutual argmax), `itermax` (SimAlign) or `threshold` (awesome-align).
-    threshold / temperature: for `threshold`, cells whose row- and column-softmax of score/temperature
-        both exceed `threshold` are linked.
-    sinkhorn_iterations: > 0 balances exp(score/temperature) with Sinkhorn-Knopp before extraction.
+    method: link extraction, `argmax` (mutual argmax of cosines), `itermax` (SimAlign's, on cosines) or
+        `threshold` (awesome-align's: cells whose row- and column-softmax of dot/temperature both exceed
+        `threshold`). Link probabilities are that softmax pair's geometric mean.
+    sinkhorn_iterations: > 0 balances exp(dot/temperature) with Sinkhorn-Knopp; links are then extracted
+        from the balanced matrix (`threshold` compares it with `threshold` directly).
     on_missing_source: a Doc without `_.source` raises (`error`), or gets `_.alignment = None` with a
         warning (`warn`, the default, so `spacy evaluate` can run: see `score`) or silently (`ignore`).
     """
@@ -159,8 +160,11 @@ class ClinicalAligner(TrainablePipe):
             )
             if policy == "error":
                 raise ValueError(problem)
-            if policy == "warn":
-                warnings.warn(problem + " Its `_.alignment` is set to None.", UserWarning)
+            if policy == "warn":  # one message for all Docs, so Python shows it once rather than per Doc
+                warnings.warn(
+                    f"{self.name}: a Doc has no `_.source`, so its `_.alignment` is set to None. Build pairs "
+                    "with spacy_clinalign.make_pair(source_doc, target_text, nlp).", UserWarning,
+                )
         elif not isinstance(source, Doc):
             raise TypeError(f"{self.name}: `doc._.source` must be a spaCy Doc, got {type(source).__name__}")
         return source
