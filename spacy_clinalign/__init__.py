@@ -5,8 +5,7 @@ from .alignment import Alignment
 from .pairs import make_pair, register_extensions
 from .serialize import register_msgpack_hooks
 from .fork_guard import install_fork_guard
-from . import models  # noqa: F401  (registers architectures)
-from .models import aligner_model, cnn_tagger  # noqa: F401
+from .models import aligner_model, cnn_tagger  # noqa: F401  (register architectures)
 from .pipeline import BioNerCnn, ClinicalAligner, SpanProjector
 from .scoring import alignment as _alignment_scoring  # noqa: F401
 from .render import render

@@ -87,12 +87,13 @@ def cmd_evaluate_gold_sets(args: argparse.Namespace) -> None:
 
 def _encoder_spec(value: str, default_layer: int):
     """`FOLDER` or `FOLDER:LAYER`."""
-    folder, _, layer = value.rpartition(":") if ":" in value and value.rsplit(":", 1)[1].isdigit() else (value, "", "")
-    return folder, int(layer) if layer else default_layer
+    folder, sep, layer = value.rpartition(":")
+    if sep and layer.isdigit():
+        return folder, int(layer)
+    return value, default_layer
 
 
 def cmd_build_teacher(args: argparse.Namespace) -> None:
-    import spacy
     from spacy.tokens import DocBin
     from tqdm import tqdm
 

@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy
 import pytest
 import spacy
-from spacy.training import Example
 
 from spacy_clinalign.cli import main
 from spacy_clinalign.io.readers import create_parallel_corpus_reader

@@ -5,10 +5,9 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from spacy_clinalign import Alignment, make_pair
-from spacy_clinalign.alignment.matrix import PairScores
 from spacy_clinalign.alignment.projection import decode_span, project_membership, row_stochastic
 from spacy_clinalign.io.bio import bio_to_spans, spans_to_bio
-from spacy_clinalign.scoring.spans import SpanCounts, score_spans
+from spacy_clinalign.scoring.spans import SpanCounts
 
 
 def test_one_gap_token_is_bridged_two_are_not():
