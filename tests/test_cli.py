@@ -54,3 +54,21 @@ def test_project_yml_is_valid():
     config = load_project_config(Path(__file__).resolve().parents[1])
     assert "evaluate-alignment" in config["workflows"]
     assert {c["name"] for c in config["commands"]} >= {"import-encoder", "evaluate-gold-sets", "bench-align"}
+
+
+def test_evaluate_gold_sets_prints_each_method(tmp_path, tiny_encoder, capsys):
+    import json
+
+    data = tmp_path / "alignment"
+    (data / "awesome-align").mkdir(parents=True)
+    (data / "awesome-align" / "enfr.src-tgt").write_text("the house ||| la maison\n", encoding="utf8")
+    (data / "awesome-align" / "enfr.gold").write_text("1-1 2-2\n", encoding="utf8")
+    out = tmp_path / "rows.json"
+    main(["evaluate-gold-sets", str(tiny_encoder), str(data), "--sets", "en-fr", "--layer", "2", "--output", str(out)])
+    printed = capsys.readouterr().out
+    assert "awesome-align fine-tuned 4.1" in printed
+    rows = json.loads(out.read_text(encoding="utf8"))
+    assert [r["method"] for r in rows] == ["argmax", "itermax", "threshold"]
+    assert all(0 <= r["aer"] <= 100 for r in rows)
+    with pytest.raises(SystemExit, match="unknown gold set"):
+        main(["evaluate-gold-sets", str(tiny_encoder), str(data), "--sets", "xx-yy", "--layer", "2"])
