@@ -159,3 +159,22 @@ def test_evaluate_with_reader_examples_and_docbin(tmp_path, nlp):
     with pytest.warns(UserWarning):
         again = nlp.evaluate([bare])
     assert again["align_aer"] == pytest.approx(scores["align_aer"])
+
+
+def test_spacy_evaluate_cli_scores_the_aligner(tmp_path, nlp):
+    """`spacy evaluate` builds its own Examples (dropping `_.source`); the aligner's score() recovers the pair.
+    spaCy's printed table lists only built-in metrics, so the scores are read from --per-component --output."""
+    import json
+
+    src, tgt = ["la", "casa", "es", "pequeña"], ["the", "house", "is", "small"]
+    example = make_pair_example(nlp.vocab, src, tgt, [(0, 0, True), (1, 1, True), (2, 2, True), (3, 3, True)])
+    DocBin(docs=[example.reference], store_user_data=True).to_disk(tmp_path / "gold.spacy")
+    nlp.to_disk(tmp_path / "pipeline")
+    out = subprocess.run(
+        [sys.executable, "-m", "spacy", "evaluate", str(tmp_path / "pipeline"), str(tmp_path / "gold.spacy"),
+         "--per-component", "--output", str(tmp_path / "scores.json")],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    scores = json.loads((tmp_path / "scores.json").read_text())["clinical_aligner"]
+    assert set(scores) == {"align_aer", "align_p", "align_r", "align_f"} and 0 <= scores["align_aer"] <= 1
