@@ -27,12 +27,20 @@ def test_longest_valid_span_wins():
     assert d.score == pytest.approx(0.6)
 
 
-def test_ner_support_extends_but_never_creates_a_span():
+def test_ner_support_extends_or_bridges_but_never_creates_a_span():
     s = numpy.array([0.0, 0.9, 0.2, 0.1, 0.0])
     support = numpy.array([False, False, True, True, False])
-    d = decode_span(s, 0.5, support=support)
+    d = decode_span(s, 0.5, support=support, support_mode="extend")
     assert (d.start, d.end) == (1, 4)
+    d = decode_span(s, 0.5, support=support, support_mode="bridge")
+    assert (d.start, d.end) == (1, 2)  # bridge: boundaries stay on passing tokens
+    gapped = numpy.array([0.9, 0.1, 0.1, 0.1, 0.8])
+    inside = numpy.array([False, True, True, True, False])
+    d = decode_span(gapped, 0.5, max_gap=1, support=inside, support_mode="bridge")
+    assert (d.start, d.end) == (0, 5)  # a 3-token gap bridged thanks to NER support
     assert decode_span(numpy.array([0.1, 0.2]), 0.5, support=numpy.array([True, True])) is None
+    with pytest.raises(ValueError, match="support_mode"):
+        decode_span(s, 0.5, support_mode="sideways")
 
 
 def test_whitespace_tokens_never_start_or_end_a_span():
@@ -130,7 +138,8 @@ def test_component_errors_and_scoring():
 def test_ner_support_with_label_map():
     nlp = spacy.blank("en")
     projector = nlp.add_pipe("span_projector", config={
-        "threshold": 0.6, "temperature": 1.0, "support_spans_key": "ner", "support_label_map": {"DISEASE": "DIS"}})
+        "threshold": 0.6, "temperature": 1.0, "support_spans_key": "ner", "support_label_map": {"DISEASE": "DIS"},
+        "support_mode": "extend"})
     src, tgt = ["neumonía", "grave"], ["severe", "bilateral", "pneumonia"]
     doc = _aligned_pair(nlp, src, tgt, [(2, 0), (0, 1)], [(0, 1, "DIS")])
     doc.spans["ner"] = [Span(doc, 1, 3, label="DISEASE")]  # "bilateral" has no alignment: a uniform 0.5 share

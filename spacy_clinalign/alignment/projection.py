@@ -40,6 +40,7 @@ def decode_span(
     max_gap: int = 1,
     support: Optional[numpy.ndarray] = None,
     skip: Optional[numpy.ndarray] = None,
+    support_mode: str = "bridge",
 ) -> Optional[DecodedSpan]:
     """The longest run of target tokens that each pass `threshold` or are in `support` (NER says
     "inside a span"), where runs of up to `max_gap` other tokens between two such tokens are bridged.
@@ -47,7 +48,12 @@ def decode_span(
     A run must hold at least one token that passes the threshold itself: NER support extends and joins
     projected evidence, it never creates a span alone. `skip` marks tokens (whitespace) that can neither
     start nor end a span. Ties in length go to the higher mean score. Returns None when no token passes.
+    support_mode "bridge" (the paper's use: NER fills gaps between salient tokens) trims each run to its
+    first and last passing token, so support joins evidence but never moves a boundary; "extend" lets
+    supported tokens at the edges widen the span too.
     """
+    if support_mode not in ("bridge", "extend"):
+        raise ValueError(f"decode_span: support_mode must be 'bridge' or 'extend', got {support_mode!r}")
     n = len(scores)
     passing = scores >= threshold
     if skip is not None:
@@ -78,6 +84,9 @@ def decode_span(
                 continue
             break
         if passing[start:end + 1].any():
+            if support_mode == "bridge":
+                inside = numpy.flatnonzero(passing[start:end + 1])
+                start, end = start + int(inside[0]), start + int(inside[-1])
             length = end + 1 - start
             mean = float(scores[start:end + 1].mean())
             if best is None or (length, mean) > (best[0], best[1]):

@@ -36,6 +36,7 @@ def register_span_extensions() -> None:
         "support_spans_key": None,
         "support_same_label": True,
         "support_label_map": {},
+        "support_mode": "bridge",
         "set_ents": False,
         "scorer": {"@scorers": "spacy-clinalign.projection_scorer.v1"},
     },
@@ -45,12 +46,13 @@ def register_span_extensions() -> None:
 def make_span_projector(
     nlp: Language, name: str, source_spans_key: Optional[str], output_key: str, threshold: float, max_gap: int,
     temperature: float, support_spans_key: Optional[str], support_same_label: bool, support_label_map: Dict[str, str],
-    set_ents: bool, scorer: Optional[Callable],
+    support_mode: str, set_ents: bool, scorer: Optional[Callable],
 ) -> "SpanProjector":
     return SpanProjector(
         nlp.vocab, name, source_spans_key=source_spans_key, output_key=output_key, threshold=threshold,
         max_gap=max_gap, temperature=temperature, support_spans_key=support_spans_key,
-        support_same_label=support_same_label, support_label_map=support_label_map, set_ents=set_ents, scorer=scorer,
+        support_same_label=support_same_label, support_label_map=support_label_map, support_mode=support_mode,
+        set_ents=set_ents, scorer=scorer,
     )
 
 
@@ -61,7 +63,8 @@ class SpanProjector(Pipe):
     dot products / `temperature`); its share inside the source span is its score. The longest run of
     tokens scoring >= `threshold`, or inside a `support_spans_key` span (e.g. from bio_ner_cnn, of the
     same label if `support_same_label`, after renaming NER labels with `support_label_map`, e.g.
-    {"DISEASE": "DIS"}), bridging up to `max_gap` tokens, becomes the projected span in
+    {"DISEASE": "DIS"}; with `support_mode` "bridge", the default, support only fills gaps between passing
+    tokens, while "extend" also widens the span's edges), bridging up to `max_gap` tokens, becomes the projected span in
     `doc.spans[output_key]` with the label, kb_id and extension values of its source span, plus
     `_.source_span` and `_.score`. Source spans with no token above threshold go to `doc._.unprojected`
     as dicts (span, best_score, best_token). Nested and overlapping source spans project independently.
@@ -73,7 +76,8 @@ class SpanProjector(Pipe):
         self, vocab, name: str = "span_projector", *, source_spans_key: Optional[str] = None,
         output_key: str = "projected", threshold: float = 0.1, max_gap: int = 1, temperature: float = 2.0,
         support_spans_key: Optional[str] = None, support_same_label: bool = True,
-        support_label_map: Optional[Dict[str, str]] = None, set_ents: bool = False, scorer: Optional[Callable] = None,
+        support_label_map: Optional[Dict[str, str]] = None, support_mode: str = "bridge", set_ents: bool = False,
+        scorer: Optional[Callable] = None,
     ):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"{name}: threshold must be in (0, 1], got {threshold}")
@@ -81,6 +85,8 @@ class SpanProjector(Pipe):
             raise ValueError(f"{name}: max_gap must be >= 0, got {max_gap}")
         if temperature <= 0:
             raise ValueError(f"{name}: temperature must be > 0, got {temperature}")
+        if support_mode not in ("bridge", "extend"):
+            raise ValueError(f"{name}: support_mode must be 'bridge' or 'extend', got {support_mode!r}")
         register_span_extensions()
         self.vocab = vocab
         self.name = name
@@ -89,7 +95,7 @@ class SpanProjector(Pipe):
             "source_spans_key": source_spans_key, "output_key": output_key, "threshold": threshold,
             "max_gap": max_gap, "temperature": temperature, "support_spans_key": support_spans_key,
             "support_same_label": support_same_label, "support_label_map": dict(support_label_map or {}),
-            "set_ents": set_ents,
+            "support_mode": support_mode, "set_ents": set_ents,
         }
 
     def source_spans(self, source: Doc) -> List[Span]:
@@ -138,7 +144,7 @@ class SpanProjector(Pipe):
                 continue
             scores = project_membership(rows, src_span.start, src_span.end)
             decoded = decode_span(scores, self.cfg["threshold"], self.cfg["max_gap"],
-                                  self._support(doc, src_span.label_), skip)
+                                  self._support(doc, src_span.label_), skip, self.cfg["support_mode"])
             if decoded is None:
                 best = int(scores.argmax())
                 unprojected.append({"span": src_span, "best_score": float(scores[best]), "best_token": best})
