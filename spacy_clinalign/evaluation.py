@@ -64,8 +64,7 @@ def evaluate_gold_sets(
                 aligner.set_annotations(docs, [d._.alignment.scores() for d in docs])
                 counts = AlignmentCounts()
                 for doc, gold in zip(docs, golds):
-                    pairs = gold.pairs()
-                    counts.add(set(doc._.alignment.pairs()), {p for p, s in zip(pairs, gold.sure) if s}, set(pairs))
+                    counts.add_gold(set(doc._.alignment.pairs()), gold)
                 scores = counts.scores("")
                 rows.append({"set": name, "method": method, "pairs": len(docs), **{k: 100 * v for k, v in scores.items()},
                              "published": spec.published})

@@ -45,19 +45,13 @@ class TokenEncoder:
     def __init__(self, name: str, layer: int, vocab: Vocab):
         from spacy_transformers.span_getters import configure_strided_spans
 
-        from .encoders import check_encoder_folder
+        from .encoders import check_encoder_folder, quiet_transformers
         from .models.aligner_model import build_aligner_model
 
         folder = check_encoder_folder(name, "build-teacher")
         self.model = build_aligner_model(str(folder), configure_strided_spans(128, 96), layer=layer)
-        from transformers.utils import logging as hf_logging
-
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
+        with quiet_transformers():
             self.model.initialize(X=[Doc(vocab, words=["initialize"])])
-        finally:
-            hf_logging.set_verbosity(verbosity)
 
     def encode(self, docs: Sequence[Doc]) -> List[numpy.ndarray]:
         out = self.model.predict(list(docs))

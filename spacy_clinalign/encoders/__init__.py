@@ -1,6 +1,8 @@
 """Where local encoder folders live, and how config names resolve to them (no hub access, ever)."""
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 DEFAULT_ENCODER = "clinalign-e5-small"
 
@@ -34,3 +36,17 @@ def check_encoder_folder(name: str, component: str) -> Path:
     if not (path / "config.json").exists():
         raise ValueError(f"{component}: {str(path)!r} is not a Hugging Face model folder (no config.json in it)")
     return path
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' loading warnings: cutting the upper layers off an encoder is intended, and
+    would otherwise log every unused weight."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)

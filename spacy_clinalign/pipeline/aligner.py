@@ -29,7 +29,7 @@ from ..alignment.matrix import (
     sinkhorn,
 )
 from ..alignment.losses import row_column_cosine_loss, student_cosine
-from ..encoders import check_encoder_folder
+from ..encoders import check_encoder_folder, quiet_transformers
 from ..pairs import register_extensions
 from ..scoring.alignment import score_alignment
 
@@ -229,14 +229,8 @@ class ClinicalAligner(TrainablePipe):
                 sample.append(eg.predicted)
         sample = [d for d in sample if len(d)] or [Doc(self.vocab, words=["initialize"])]
         transformer.attrs["name"] = str(folder)
-        from transformers.utils import logging as hf_logging
-
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # cutting the upper layers off is intended: no "weights not used" noise
-        try:
+        with quiet_transformers():
             self.model.initialize(X=sample)
-        finally:
-            hf_logging.set_verbosity(verbosity)
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, float]:
         """Score alignments; examples built by `spacy evaluate` (which re-creates predicted Docs from the

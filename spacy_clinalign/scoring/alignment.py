@@ -29,6 +29,11 @@ class AlignmentCounts:
         self.pred_and_sure += len(predicted & sure)
         self.pred_and_possible += len(predicted & possible)
 
+    def add_gold(self, predicted: Set[Pair], gold: Any) -> None:
+        """Add one pair against a gold `Alignment` (its `sure` flags split sure from possible links)."""
+        pairs = gold.pairs()
+        self.add(predicted, {p for p, s in zip(pairs, gold.sure) if s}, set(pairs))
+
     def scores(self, prefix: str = "align_") -> Dict[str, float]:
         p = self.pred_and_possible / self.predicted if self.predicted else 0.0
         r = self.pred_and_sure / self.sure if self.sure else 0.0
@@ -82,9 +87,7 @@ def score_alignment(examples: Iterable[Example], **kwargs: Any) -> Dict[str, flo
         gold = eg.reference._.alignment
         if gold is None:
             continue
-        pairs = gold.pairs()
-        sure = {p for p, s in zip(pairs, gold.sure) if s}
-        counts.add(_predicted_links_in_reference(eg), sure, set(pairs))
+        counts.add_gold(_predicted_links_in_reference(eg), gold)
     return counts.scores("align_")
 
 
