@@ -6,7 +6,7 @@ from .pairs import make_pair, register_extensions
 from .serialize import register_msgpack_hooks
 from .fork_guard import install_fork_guard
 from .models import aligner_model, cnn_tagger  # noqa: F401  (register architectures)
-from .pipeline import BioNerCnn, ClinicalAligner, SpanProjector
+from .pipeline import BioNerCnn, ClinicalAligner, IcdLinker, SpanProjector
 from .scoring import alignment as _alignment_scoring  # noqa: F401
 from .render import render
 from .scoring import spans as _span_scoring  # noqa: F401
@@ -18,4 +18,4 @@ register_msgpack_hooks()
 install_fork_guard()
 
 __version__ = "0.1.0"
-__all__ = ["Alignment", "BioNerCnn", "ClinicalAligner", "SpanProjector", "make_pair", "render", "register_extensions", "__version__"]
+__all__ = ["Alignment", "BioNerCnn", "ClinicalAligner", "IcdLinker", "SpanProjector", "make_pair", "render", "register_extensions", "__version__"]

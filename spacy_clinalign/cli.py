@@ -424,6 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out")
     p.add_argument("--encoder", default=None, help="encoder folder (default: the imported e5, else a bundled tiny one)")
     p.set_defaults(func=cmd_demo)
+
+    from .linking.cli import add_link_commands
+
+    add_link_commands(sub)
     return parser
 
 

@@ -1,5 +1,6 @@
 from .aligner import ClinicalAligner
 from .bio_ner_cnn import BioNerCnn
+from .icd_linker import IcdLinker
 from .span_projector import SpanProjector
 
-__all__ = ["BioNerCnn", "ClinicalAligner", "SpanProjector"]
+__all__ = ["BioNerCnn", "ClinicalAligner", "IcdLinker", "SpanProjector"]

@@ -1,0 +1,181 @@
+"""`python -m spacy_clinalign link ...`: build catalogues, train both encoders, build and evaluate a
+linking pipeline. project.yml's `train-linker` and `evaluate-linking` workflows call these."""
+import argparse
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import srsly
+
+from .catalog import load_catalog
+from .evaluation import evaluate_rankings, format_table
+from .mentions import format_query, mention_pairs, read_mentions
+
+SYSTEMS = {"bm25": ("bm25", False), "bi": ("dense", False), "bi+cross": ("dense", True), "hybrid": ("hybrid", False),
+           "hybrid+cross": ("hybrid", True)}
+
+
+def _catalog_with_synonyms(spec: str, synonym_files: List[str]):
+    catalog = load_catalog(spec)
+    for path in synonym_files or ():
+        counts = catalog.add_synonyms(mention_pairs(read_mentions(path)), add_unknown=True)
+        print(f"synonyms from {path}: {counts}")
+    return catalog
+
+
+def cmd_build_catalog(args: argparse.Namespace) -> None:
+    catalog = _catalog_with_synonyms(args.spec, args.synonyms)
+    catalog.to_jsonl(args.output)
+    print(f"{len(catalog)} codes, {len(catalog.flat_descriptions()[0])} descriptions -> {args.output}")
+
+
+def cmd_train_bi_encoder(args: argparse.Namespace) -> None:
+    from .training import catalog_training_pairs, mention_training_pairs, train_bi_encoder
+
+    catalog = _catalog_with_synonyms(args.catalog, [])
+    mentions = [m for path in args.train for m in read_mentions(path)]
+    pairs, skipped = mention_training_pairs(mentions, catalog)
+    pairs += catalog_training_pairs(catalog, limit=args.catalog_pairs, seed=args.seed)
+    print(f"{len(pairs)} training pairs ({skipped} mention codes not in the catalogue skipped)")
+    stats = train_bi_encoder(args.encoder, args.output, pairs, catalog, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, max_steps=args.max_steps, device=args.device, seed=args.seed)
+    print(srsly.json_dumps(stats))
+
+
+def cmd_train_cross_encoder(args: argparse.Namespace) -> None:
+    """Train a reranker from PIPELINE's bi-encoder (its index gives the dense hard negatives), then save
+    PIPELINE plus the reranker as OUTPUT (a pipeline) and the bare reranker under OUTPUT/cross_encoder."""
+    import spacy
+
+    from .encoders import CrossEncoder
+    from .training import hard_negative_groups, mention_training_pairs, train_cross_encoder
+
+    nlp = spacy.load(args.pipeline)
+    component = nlp.get_pipe("icd_linker")
+    linker = component._require()
+    if linker.bi_encoder is None:
+        raise ValueError(f"{args.pipeline}: its icd_linker has no bi-encoder to start the reranker from")
+    mentions = [m for path in args.train for m in read_mentions(path)]
+    pairs, skipped = mention_training_pairs(mentions, linker.catalog)
+    groups = hard_negative_groups(pairs, linker, n_negatives=args.negatives, seed=args.seed)
+    print(f"{len(groups)} listwise groups of up to {args.negatives + 1} ({skipped} codes not in the catalogue)")
+    start_dir = Path(args.pipeline) / component.name / "bi_encoder"
+    reranker_dir = Path(args.output) / "cross_encoder"
+    stats = train_cross_encoder(start_dir, reranker_dir, groups, epochs=args.epochs, group_batch=args.group_batch,
+                                lr=args.lr, max_steps=args.max_steps, device=args.device, seed=args.seed)
+    print(srsly.json_dumps(stats))
+    linker.cross_encoder = CrossEncoder(reranker_dir, device=args.device)
+    nlp.to_disk(Path(args.output) / "pipeline")
+    print(f"saved {Path(args.output) / 'pipeline'} (bi-encoder + reranker)")
+
+
+def cmd_build_pipeline(args: argparse.Namespace) -> None:
+    import spacy
+
+    nlp = spacy.blank(args.lang)
+    linker = nlp.add_pipe("icd_linker", config={"channels": args.channels, "index_kind": args.index_kind,
+                                                "top_k": args.top_k})
+    start = time.perf_counter()
+    linker.initialize(catalog=args.catalog, bi_encoder=args.bi_encoder, cross_encoder=args.cross_encoder,
+                      synonyms=args.synonyms or (), progress=True)
+    print(f"catalogue {len(linker.linker.catalog)} codes, {len(linker.linker.texts)} descriptions indexed "
+          f"in {time.perf_counter() - start:.0f} s")
+    nlp.to_disk(args.output)
+    print(f"saved {args.output}")
+
+
+def evaluate_pipeline(nlp, mentions, systems: List[str], k: int = 10, batch_size: int = 256) -> Dict:
+    """Evaluation table rows for each system over gold mentions (the component's own CodeLinker)."""
+    linker = nlp.get_pipe("icd_linker")._require()
+    queries = [format_query(m.text) for m in mentions]
+    golds = [m.codes for m in mentions]
+    rows, timings = {}, {}
+    for system in systems:
+        if system not in SYSTEMS:
+            raise ValueError(f"unknown system {system!r}; expected one of {sorted(SYSTEMS)}")
+        channels, rerank = SYSTEMS[system]
+        if rerank and linker.cross_encoder is None:
+            raise ValueError(f"system {system!r} needs a pipeline with a cross-encoder")
+        start = time.perf_counter()
+        ranked = []
+        for i in range(0, len(queries), batch_size):
+            ranked.extend(linker.link(queries[i:i + batch_size], k=k, rerank=rerank, channels=channels))
+        timings[system] = len(queries) / (time.perf_counter() - start)
+        rows[system] = evaluate_rankings(golds, [[c.code for c in per] for per in ranked])
+    return {"rows": rows, "mentions_per_s": timings, "n": len(mentions)}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import spacy
+
+    nlp = spacy.load(args.pipeline)
+    mentions = [m for path in args.mentions for m in read_mentions(path)]
+    if args.limit:
+        mentions = mentions[: args.limit]
+    result = evaluate_pipeline(nlp, mentions, args.systems.split(","))
+    catalog = nlp.get_pipe("icd_linker").linker.catalog
+    missing = sum(1 for m in mentions if not all("-" in c or c in catalog for c in m.codes))
+    print(f"{len(mentions)} mentions; {missing} have a gold code absent from the catalogue "
+          f"({len(catalog)} codes)")
+    print(format_table(result["rows"]))
+    print("mentions/s: " + ", ".join(f"{s} {v:.0f}" for s, v in result["mentions_per_s"].items()))
+    if args.output:
+        srsly.write_json(args.output, {**result, "missing_codes": missing})
+
+
+def add_link_commands(sub) -> None:
+    link = sub.add_parser("link", help="ICD-10 linking: catalogues, training, pipelines, evaluation")
+    cmds = link.add_subparsers(dest="link_command", required=True)
+
+    p = cmds.add_parser("build-catalog", help="write a catalogue as JSONL (built-ins + synonyms from mentions)")
+    p.add_argument("spec", help="icd10cm, cie10, icd10cm+cie10, or a JSONL/TSV catalogue")
+    p.add_argument("output", type=Path)
+    p.add_argument("--synonyms", nargs="*", default=[], help="CodiEsp X.tsv / DisTEMIST files or folders")
+    p.set_defaults(func=cmd_build_catalog)
+
+    p = cmds.add_parser("train-bi-encoder", help="MultipleNegativesRankingLoss fine-tuning")
+    p.add_argument("encoder", help="local Hugging Face folder to start from")
+    p.add_argument("output", type=Path)
+    p.add_argument("--catalog", default="icd10cm+cie10")
+    p.add_argument("--train", nargs="+", required=True, help="CodiEsp X.tsv / DisTEMIST training mentions")
+    p.add_argument("--catalog-pairs", type=int, default=20000, help="pairs drawn from the catalogue itself")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_bi_encoder)
+
+    p = cmds.add_parser("train-cross-encoder", help="listwise reranker from a pipeline's bi-encoder")
+    p.add_argument("pipeline", help="pipeline with a dense icd_linker (from build-pipeline)")
+    p.add_argument("output", type=Path, help="folder for cross_encoder/ and pipeline/ (with the reranker)")
+    p.add_argument("--train", nargs="+", required=True)
+    p.add_argument("--negatives", type=int, default=9)
+    p.add_argument("--group-batch", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_cross_encoder)
+
+    p = cmds.add_parser("build-pipeline", help="a blank pipeline with an initialized icd_linker, saved to OUTPUT")
+    p.add_argument("output", type=Path)
+    p.add_argument("--catalog", default="icd10cm+cie10")
+    p.add_argument("--bi-encoder", default=None)
+    p.add_argument("--cross-encoder", default=None)
+    p.add_argument("--synonyms", nargs="*", default=[])
+    p.add_argument("--channels", default="dense", choices=["dense", "bm25", "hybrid"])
+    p.add_argument("--index-kind", default="exact", choices=["exact", "hnsw"])
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--lang", default="es")
+    p.set_defaults(func=cmd_build_pipeline)
+
+    p = cmds.add_parser("evaluate", help="the paper's table: P/R/F1, P@k, R@k, MAP@10 at three levels")
+    p.add_argument("pipeline")
+    p.add_argument("mentions", nargs="+", help="CodiEsp dev folder / X.tsv, DisTEMIST dev folder")
+    p.add_argument("--systems", default="bm25,bi,bi+cross")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--output", type=Path, default=None)
+    p.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,114 @@
+"""The two transformers of the linker, loaded from local Hugging Face folders only.
+
+BiEncoder: mean-pooled, L2-normalised embeddings (E5's `query: ` / `passage: ` prefixes by default), so
+a dot product is a cosine. CrossEncoder: one relevance logit for `query [SEP] description`. Both save
+themselves with `save_pretrained` into a folder of the pipeline, and both pickle (plain torch modules
+and fast tokenizers), which `nlp.pipe(n_process=2)` and multiprocessing users need."""
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy
+
+from ..encoders import check_encoder_folder, quiet_transformers
+
+
+def _device(name: Optional[str]):
+    import torch
+
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class BiEncoder:
+    def __init__(self, path: Union[str, Path], query_prefix: str = "query: ", passage_prefix: str = "passage: ",
+                 max_length: int = 64, batch_size: int = 128, device: Optional[str] = None) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = check_encoder_folder(str(path), "icd_linker bi-encoder")
+        with quiet_transformers():
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
+        self.model.eval()
+        self.device = _device(device)
+        self.model.to(self.device)
+        self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
+        self.max_length, self.batch_size = max_length, batch_size
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def to(self, device: str) -> "BiEncoder":
+        self.device = _device(device)
+        self.model.to(self.device)
+        return self
+
+    def encode(self, texts: Sequence[str], kind: str = "query", progress: bool = False) -> numpy.ndarray:
+        """(len(texts), dim) float32, unit length; `kind` picks the prefix ("query" or "passage")."""
+        import torch
+
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        out = numpy.zeros((len(texts), self.dim), dtype="float32")
+        # Sorting by length keeps padding low; results go back to their original rows.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        starts = range(0, len(texts), self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc=f"encoding {kind}s", unit="batch")
+        with torch.inference_mode():
+            for start in starts:
+                rows = order[start:start + self.batch_size]
+                batch = self.tokenizer([prefix + texts[i] for i in rows], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+                out[rows] = pooled.cpu().numpy()
+        return out
+
+    def save(self, path: Union[str, Path]) -> None:
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+
+
+class CrossEncoder:
+    def __init__(self, path: Union[str, Path], max_length: int = 128, batch_size: int = 64,
+                 device: Optional[str] = None) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = check_encoder_folder(str(path), "icd_linker cross-encoder")
+        with quiet_transformers():
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                str(folder), num_labels=1, local_files_only=True)
+        self.model.eval()
+        self.device = _device(device)
+        self.model.to(self.device)
+        self.max_length, self.batch_size = max_length, batch_size
+
+    def to(self, device: str) -> "CrossEncoder":
+        self.device = _device(device)
+        self.model.to(self.device)
+        return self
+
+    def score(self, pairs: Sequence[Tuple[str, str]]) -> numpy.ndarray:
+        """One logit per (query, description) pair."""
+        import torch
+
+        out = numpy.zeros((len(pairs),), dtype="float32")
+        with torch.inference_mode():
+            for start in range(0, len(pairs), self.batch_size):
+                chunk = pairs[start:start + self.batch_size]
+                batch = self.tokenizer([q for q, _ in chunk], [d for _, d in chunk], padding=True,
+                                       truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+                out[start:start + len(chunk)] = self.model(**batch).logits[:, 0].float().cpu().numpy()
+        return out
+
+    def save(self, path: Union[str, Path]) -> None:
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))

@@ -1,0 +1,115 @@
+"""Mention text -> ranked ICD codes: dense and/or BM25 candidates, then optional cross-encoder reranking.
+The spaCy component and the evaluation both call this, so what is evaluated is what the pipeline does."""
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy
+
+from .catalog import Catalog
+from .encoders import BiEncoder, CrossEncoder
+from .indexes import DenseIndex, Hit, LexicalIndex
+
+CHANNELS = ("dense", "bm25", "hybrid")
+
+
+@dataclass
+class Candidate:
+    code: str
+    score: float
+    description: str
+    retrieval_score: float
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+
+def reciprocal_rank_fusion(lists: Sequence[List[Hit]], k: int, constant: int = 60) -> List[Hit]:
+    """Fuse ranked lists by sum of 1 / (constant + rank); a code keeps the description row it first had."""
+    scores: Dict[str, float] = {}
+    rows: Dict[str, int] = {}
+    for hits in lists:
+        for rank, (code, _, row) in enumerate(hits, 1):
+            scores[code] = scores.get(code, 0.0) + 1.0 / (constant + rank)
+            rows.setdefault(code, row)
+    best = sorted(scores, key=lambda c: -scores[c])[:k]
+    return [(code, scores[code], rows[code]) for code in best]
+
+
+def softmax(values: numpy.ndarray) -> numpy.ndarray:
+    shifted = numpy.exp(values - values.max())
+    return shifted / shifted.sum()
+
+
+class CodeLinker:
+    """Catalogue + channels + reranker. `channels`: "dense" (bi-encoder), "bm25" (lexical baseline) or
+    "hybrid" (both, reciprocal rank fusion). Candidate scores: cosine (dense), BM25 score (bm25), RRF
+    (hybrid); after reranking, the softmax of the cross-encoder logits over the candidates, so a low top
+    score means the reranker found no clear winner (what the component's NIL threshold reads)."""
+
+    def __init__(self, catalog: Catalog, bi_encoder: Optional[BiEncoder] = None,
+                 cross_encoder: Optional[CrossEncoder] = None, channels: str = "dense",
+                 index_kind: str = "exact") -> None:
+        if channels not in CHANNELS:
+            raise ValueError(f"channels must be one of {CHANNELS}, not {channels!r}")
+        if channels in ("dense", "hybrid") and bi_encoder is None:
+            raise ValueError(f"channels={channels!r} needs a bi-encoder")
+        if not len(catalog):
+            raise ValueError("the code catalogue is empty")
+        self.catalog = catalog
+        self.bi_encoder = bi_encoder
+        self.cross_encoder = cross_encoder
+        self.channels = channels
+        self.index_kind = index_kind
+        self.texts, self.codes = catalog.flat_descriptions()
+        self.dense: Optional[DenseIndex] = None
+        self.lexical: Optional[LexicalIndex] = None
+
+    def build(self, progress: bool = False) -> "CodeLinker":
+        """Embed every description (dense) and index their words (BM25)."""
+        if self.bi_encoder is not None and self.dense is None:
+            vectors = self.bi_encoder.encode(self.texts, kind="passage", progress=progress)
+            self.dense = DenseIndex(vectors, kind=self.index_kind)
+        if self.lexical is None:
+            self.lexical = LexicalIndex(self.texts)
+        return self
+
+    def describe(self, code: str, row: int) -> str:
+        """Text the reranker reads for a candidate: its title, plus the description that retrieved it."""
+        title = self.catalog[code].title
+        matched = self.texts[row]
+        return title if matched == title else f"{title} | {matched}"
+
+    def retrieve(self, queries: Sequence[str], k: int, channels: Optional[str] = None) -> List[List[Hit]]:
+        channels = channels or self.channels
+        if self.lexical is None or (channels != "bm25" and self.dense is None):
+            self.build()
+        lists = []
+        if channels in ("dense", "hybrid"):
+            if self.bi_encoder is None or self.dense is None:
+                raise ValueError(f"channels={channels!r} needs a bi-encoder")
+            lists.append(self.dense.search(self.bi_encoder.encode(list(queries), kind="query"), self.codes, k))
+        if channels in ("bm25", "hybrid"):
+            lists.append(self.lexical.search(queries, self.codes, k))
+        if len(lists) == 1:
+            return lists[0]
+        return [reciprocal_rank_fusion(per_query, k) for per_query in zip(*lists)]
+
+    def link(self, queries: Sequence[str], k: int = 10, rerank: bool = True,
+             channels: Optional[str] = None) -> List[List[Candidate]]:
+        """Ranked candidates per query (best first); an empty list when a channel finds nothing."""
+        hits = self.retrieve(queries, k, channels)
+        results = [[Candidate(code, score, self.describe(code, row), score) for code, score, row in per]
+                   for per in hits]
+        if rerank and self.cross_encoder is not None:
+            pairs = [(q, c.description) for q, per in zip(queries, results) for c in per]
+            logits = self.cross_encoder.score(pairs) if pairs else numpy.zeros(0, dtype="float32")
+            offset = 0
+            for per in results:
+                if not per:
+                    continue
+                probs = softmax(logits[offset:offset + len(per)])
+                offset += len(per)
+                for cand, prob in zip(per, probs):
+                    cand.score = float(prob)
+                per.sort(key=lambda c: -c.score)
+        return results

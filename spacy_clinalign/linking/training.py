@@ -1,0 +1,223 @@
+"""Training the linker's two encoders.
+
+Bi-encoder: sentence-transformers' MultipleNegativesRankingLoss (in-batch negatives) over
+(mention or synonym, code description) pairs, mean pooling, AdamW with linear warm-up, as in the paper.
+Cross-encoder: started from the bi-encoder's weights with a new one-logit head; listwise softmax
+cross-entropy over groups of 1 positive + up to 9 hard negatives (siblings in the same category and the
+bi-encoder's nearest wrong codes), gradient clipping at 1.0. Both write plain Hugging Face folders that
+`icd_linker.initialize(bi_encoder=..., cross_encoder=...)` loads."""
+import random
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from ..encoders import check_encoder_folder, quiet_transformers
+from .catalog import Catalog
+from .linker import CodeLinker
+from .mentions import Mention, format_query
+
+Pair = Tuple[str, str]  # (query text, code)
+
+
+def mention_training_pairs(mentions: Iterable[Mention], catalog: Catalog) -> Tuple[List[Pair], int]:
+    """(mention text, code) for mentions whose (single) code is in the catalogue; also the skipped count."""
+    pairs, skipped = [], 0
+    for m in mentions:
+        for code in m.codes:
+            if "-" in code or code not in catalog:
+                skipped += 1
+                continue
+            pairs.append((format_query(m.text), code))
+    return pairs, skipped
+
+
+def catalog_training_pairs(catalog: Catalog, limit: Optional[int] = None, seed: int = 0) -> List[Pair]:
+    """Pairs the catalogue gives for free: each non-title description (inclusion term, translation,
+    synonym) as a query for its code, and each code title as a query for its code (the positive text is
+    then another description, or the parent's title when there is none)."""
+    pairs = []
+    for entry in catalog:
+        for text in entry.descriptions[1:]:
+            pairs.append((text, entry.code))
+    rng = random.Random(seed)
+    rng.shuffle(pairs)
+    return pairs[:limit] if limit is not None else pairs
+
+
+def positive_text(catalog: Catalog, query: str, code: str, rng: random.Random) -> str:
+    """A description of `code` other than the query itself (the title when it differs)."""
+    descriptions = [d for d in catalog[code].descriptions if d.lower() != query.lower()]
+    if not descriptions:
+        parent = code[:-1].rstrip(".")
+        return catalog[parent].title if len(parent) >= 3 and parent in catalog else catalog[code].title
+    return descriptions[0] if rng.random() < 0.5 else rng.choice(descriptions)
+
+
+def _batches_without_repeated_codes(pairs: Sequence[Pair], batch_size: int, rng: random.Random) -> List[List[Pair]]:
+    """Shuffle, then fill batches so that no code appears twice in one (it would be a false in-batch negative)."""
+    order = list(pairs)
+    rng.shuffle(order)
+    batches: List[List[Pair]] = []
+    pending = order
+    while pending:
+        batch, codes, rest = [], set(), []
+        for pair in pending:
+            if len(batch) < batch_size and pair[1] not in codes:
+                batch.append(pair)
+                codes.add(pair[1])
+            else:
+                rest.append(pair)
+        if len(batch) < 2:
+            break
+        batches.append(batch)
+        pending = rest
+    return batches
+
+
+def _schedule(optimizer, total: int, warmup: float):
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, int(total * warmup), max(1, total))
+
+
+def train_bi_encoder(model_path: Union[str, Path], out_dir: Union[str, Path], pairs: Sequence[Pair],
+                     catalog: Catalog, *, epochs: int = 1, batch_size: int = 32, lr: float = 2e-5,
+                     warmup: float = 0.1, max_length: int = 64, max_steps: Optional[int] = None,
+                     query_prefix: str = "query: ", passage_prefix: str = "passage: ", device: Optional[str] = None,
+                     seed: int = 0, progress: bool = True) -> Dict[str, float]:
+    """Fine-tune a local encoder folder with MultipleNegativesRankingLoss; save it to `out_dir`."""
+    import torch
+    from sentence_transformers import SentenceTransformer, losses, models
+    from tqdm import tqdm
+
+    folder = check_encoder_folder(str(model_path), "train-bi-encoder")
+    if len(pairs) < 2:
+        raise ValueError(f"train-bi-encoder needs at least 2 training pairs, got {len(pairs)}")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with quiet_transformers():
+        transformer = models.Transformer(str(folder), max_seq_length=max_length,
+                                         model_args={"local_files_only": True}, tokenizer_args={"local_files_only": True})
+    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling], device=str(dev))
+    loss_fn = losses.MultipleNegativesRankingLoss(model)
+    plan = [b for _ in range(epochs) for b in _batches_without_repeated_codes(pairs, batch_size, rng)]
+    if max_steps is not None:
+        plan = plan[:max_steps]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    scheduler = _schedule(optimizer, len(plan), warmup)
+    model.train()
+    losses_seen: List[float] = []
+    for batch in tqdm(plan, desc="bi-encoder", disable=not progress):
+        queries = [query_prefix + q for q, _ in batch]
+        positives = [passage_prefix + positive_text(catalog, q, c, rng) for q, c in batch]
+        features = []
+        for texts in (queries, positives):
+            feats = model.tokenize(texts)
+            features.append({k: v.to(dev) for k, v in feats.items()})
+        loss = loss_fn(features, None)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses_seen.append(float(loss.detach()))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    transformer.auto_model.save_pretrained(str(out_dir))
+    transformer.tokenizer.save_pretrained(str(out_dir))
+    head = losses_seen[: max(1, len(losses_seen) // 10)]
+    tail = losses_seen[-max(1, len(losses_seen) // 10):]
+    return {"steps": len(plan), "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail)}
+
+
+def hard_negative_groups(pairs: Sequence[Pair], linker: CodeLinker, n_negatives: int = 9, n_siblings: int = 4,
+                         seed: int = 0, batch_size: int = 256) -> List[Tuple[str, List[str]]]:
+    """(query, [positive description, negative descriptions...]) with up to `n_siblings` same-category
+    codes and the bi-encoder's nearest wrong codes filling the rest."""
+    rng = random.Random(seed)
+    queries = [q for q, _ in pairs]
+    neighbours: List[List] = []
+    for start in range(0, len(queries), batch_size):
+        neighbours.extend(linker.retrieve(queries[start:start + batch_size], k=n_negatives + 1, channels="dense")
+                          if linker.bi_encoder is not None else [[] for _ in queries[start:start + batch_size]])
+    title_row = {}
+    for row, code in enumerate(linker.codes):
+        title_row.setdefault(code, row)
+    groups = []
+    for (query, code), near in zip(pairs, neighbours):
+        siblings = linker.catalog.siblings(code)
+        rng.shuffle(siblings)
+        negatives = [(c, title_row[c]) for c in siblings[:n_siblings]]
+        taken = {code, *(c for c, _ in negatives)}
+        for other, _, row in near:
+            if len(negatives) >= n_negatives:
+                break
+            if other not in taken:
+                negatives.append((other, row))
+                taken.add(other)
+        if not negatives:
+            continue
+        # The positive reads as the linker will show it: the gold code's description that retrieval
+        # matched when the bi-encoder finds it, else another of its descriptions.
+        matched = [row for other, _, row in near if other == code]
+        if matched:
+            positive = linker.describe(code, matched[0])
+        else:
+            first = title_row[code]
+            rows = list(range(first, first + len(linker.catalog[code].descriptions)))
+            rows = [r for r in rows if linker.texts[r].lower() != query.lower()] or rows
+            positive = linker.describe(code, rng.choice(rows))
+        groups.append((query, [positive] + [linker.describe(c, r) for c, r in negatives]))
+    return groups
+
+
+def train_cross_encoder(model_path: Union[str, Path], out_dir: Union[str, Path],
+                        groups: Sequence[Tuple[str, List[str]]], *, epochs: int = 1, group_batch: int = 8,
+                        lr: float = 2e-5, warmup: float = 0.1, max_length: int = 96, max_steps: Optional[int] = None,
+                        device: Optional[str] = None, seed: int = 0, progress: bool = True) -> Dict[str, float]:
+    """Listwise training: per group, softmax over [positive, negatives...] logits, cross-entropy on the positive."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = check_encoder_folder(str(model_path), "train-cross-encoder")
+    if not groups:
+        raise ValueError("train-cross-encoder got no training groups (no pair had a negative)")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=1, local_files_only=True)
+    model.to(dev)
+    order = [g for _ in range(epochs) for g in rng.sample(list(groups), len(groups))]
+    steps = [order[i:i + group_batch] for i in range(0, len(order), group_batch)]
+    if max_steps is not None:
+        steps = steps[:max_steps]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    scheduler = _schedule(optimizer, len(steps), warmup)
+    model.train()
+    losses_seen: List[float] = []
+    for step in tqdm(steps, desc="cross-encoder", disable=not progress):
+        width = min(len(texts) for _, texts in step)
+        queries = [q for q, texts in step for _ in texts[:width]]
+        docs = [t for _, texts in step for t in texts[:width]]
+        batch = tokenizer(queries, docs, padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt").to(dev)
+        logits = model(**batch).logits.view(len(step), width)
+        target = torch.zeros(len(step), dtype=torch.long, device=dev)
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses_seen.append(float(loss.detach()))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    head = losses_seen[: max(1, len(losses_seen) // 10)]
+    tail = losses_seen[-max(1, len(losses_seen) // 10):]
+    return {"steps": len(steps), "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail)}
