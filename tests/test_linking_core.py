@@ -130,5 +130,8 @@ def test_metrics_match_hand_computed_values():
     assert category["p"] == 1.0 and category["r"] == pytest.approx(2 / 3) and category["map@10"] == 1.0
     assert category["p@3"] == pytest.approx(1 / 3)
     assert "| bm25 | exact | 0.500 | 0.333 | 0.400 |" in format_table({"bm25": report})
+    # a range gold is found once, however many of its codes are ranked: AP and P@k stay bounded
+    ranged = evaluate_rankings([("I10-I15.9",)], [["I10", "I11.9", "I12.9"]])["category"]
+    assert ranged["map@10"] == 1.0 and ranged["p@3"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="2 gold mentions but 1"):
         evaluate_rankings(golds[:2], rankings[:1])

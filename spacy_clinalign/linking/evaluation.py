@@ -48,7 +48,13 @@ def evaluate_rankings(golds: Sequence[Sequence[str]], rankings: Sequence[Sequenc
                 predicted += 1
                 correct += any(matches(pred, g, level) for g in gold)
             ranked = _collapse(ranking, level)
-            hits = [any(matches(code, g, level) for g in gold) for code in ranked]
+            # each gold code is found at most once, so a range gold (many codes match it) counts as one hit
+            hits, unmatched = [], list(gold)
+            for code in ranked:
+                found_gold = next((g for g in unmatched if matches(code, g, level)), None)
+                hits.append(found_gold is not None)
+                if found_gold is not None:
+                    unmatched.remove(found_gold)
             for k in ks:
                 p_at[k] += sum(hits[:k]) / k
                 r_at[k] += float(any(hits[:k]))
