@@ -79,6 +79,24 @@ def _schedule(optimizer, total: int, warmup: float):
     return get_linear_schedule_with_warmup(optimizer, int(total * warmup), max(1, total))
 
 
+def _step(loss, model, optimizer, scheduler) -> float:
+    """One optimiser step with gradient clipping at 1.0; returns the loss value."""
+    import torch
+
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+def _loss_summary(losses: List[float]) -> Dict[str, float]:
+    """Step count and the mean loss over the first and last tenth of training."""
+    tenth = max(1, len(losses) // 10)
+    return {"steps": len(losses), "loss_first": sum(losses[:tenth]) / tenth, "loss_last": sum(losses[-tenth:]) / tenth}
+
+
 def train_bi_encoder(model_path: Union[str, Path], out_dir: Union[str, Path], pairs: Sequence[Pair],
                      catalog: Catalog, *, epochs: int = 1, batch_size: int = 32, lr: float = 2e-5,
                      warmup: float = 0.1, max_length: int = 64, max_steps: Optional[int] = None,
@@ -116,19 +134,12 @@ def train_bi_encoder(model_path: Union[str, Path], out_dir: Union[str, Path], pa
             feats = model.tokenize(texts)
             features.append({k: v.to(dev) for k, v in feats.items()})
         loss = loss_fn(features, None)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses_seen.append(float(loss.detach()))
+        losses_seen.append(_step(loss, model, optimizer, scheduler))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     transformer.auto_model.save_pretrained(str(out_dir))
     transformer.tokenizer.save_pretrained(str(out_dir))
-    head = losses_seen[: max(1, len(losses_seen) // 10)]
-    tail = losses_seen[-max(1, len(losses_seen) // 10):]
-    return {"steps": len(plan), "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail)}
+    return _loss_summary(losses_seen)
 
 
 def hard_negative_groups(pairs: Sequence[Pair], linker: CodeLinker, n_negatives: int = 9, n_siblings: int = 4,
@@ -208,16 +219,9 @@ def train_cross_encoder(model_path: Union[str, Path], out_dir: Union[str, Path],
         logits = model(**batch).logits.view(len(step), width)
         target = torch.zeros(len(step), dtype=torch.long, device=dev)
         loss = torch.nn.functional.cross_entropy(logits, target)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses_seen.append(float(loss.detach()))
+        losses_seen.append(_step(loss, model, optimizer, scheduler))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
-    head = losses_seen[: max(1, len(losses_seen) // 10)]
-    tail = losses_seen[-max(1, len(losses_seen) // 10):]
-    return {"steps": len(steps), "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail)}
+    return _loss_summary(losses_seen)
