@@ -1,6 +1,7 @@
 """A tiny BERT encoder trained from scratch on a few sentences: for tests and for the demo when no
 pretrained encoder is installed. Its vectors are random-weight features, so its alignments mostly
 follow position; it exists so that everything runs with no download."""
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -20,23 +21,33 @@ TINY_CORPUS = [
 ]
 
 
-def build_tiny_bert(out_dir: Path, texts: Optional[Iterable[str]] = None, layers: int = 2, seed: int = 0) -> Path:
-    """Train a WordPiece vocabulary on `texts` (default: a built-in clinical sample) and save a random
-    2-layer, 32-wide BERT with it as a Hugging Face folder (~3 s, ~300 KB)."""
+def build_tiny_bert(out_dir: Path, texts: Optional[Iterable[str]] = None, layers: int = 2, seed: int = 0,
+                    vocab_size: int = 600) -> Path:
+    """Build a WordPiece vocabulary from `texts` (default: a built-in clinical sample) and save a random
+    2-layer, 32-wide BERT with it as a Hugging Face folder (~3 s, ~300 KB). Deterministic for a given seed."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     corpus = list(texts) if texts is not None else TINY_CORPUS
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     # Digits, dots and capitals inside words become [UNK] unless the alphabet covers them.
     alphabet = list("abcdefghijklmnopqrstuvwxyzáéíóúñüàèìòùç0123456789.,-ºª°%/()")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], initial_alphabet=alphabet
-    )
-    tok.train_from_iterator(corpus * 5, trainer)
+    # The vocabulary is counted here rather than by tokenizers' WordPieceTrainer: the trainer breaks ties
+    # between equally frequent merges in hash order, so its vocabulary (and every test model) changed
+    # from one process to the next. Whole words by frequency, then characters, is the same every time.
+    counts: Counter = Counter()
+    for text in corpus:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces = specials + alphabet + ["##" + c for c in alphabet]
+    known = set(pieces)
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in known]
+    vocab = pieces + words[:max(0, vocab_size - len(pieces))]
+    tok = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_dir / "tokenizer.json"))
