@@ -4,7 +4,7 @@ import pytest
 from spacy_clinalign.linking.catalog import Catalog, load_catalog, load_cie
 from spacy_clinalign.linking.codes import category_of, chapter_of, matches, normalize_code
 from spacy_clinalign.linking.evaluation import evaluate_rankings, format_table
-from spacy_clinalign.linking.indexes import lexical_tokens
+from spacy_clinalign.linking.indexes import LexicalIndex, lexical_tokens
 from spacy_clinalign.linking.mentions import (check_offsets, context_of, format_query, read_codiesp_x,
                                               read_distemist_linking, read_mentions)
 
@@ -135,3 +135,15 @@ def test_metrics_match_hand_computed_values():
     assert ranged["map@10"] == 1.0 and ranged["p@3"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="2 gold mentions but 1"):
         evaluate_rankings(golds[:2], rankings[:1])
+
+
+def test_lexical_index_ranks_by_bm25_and_breaks_ties_in_catalogue_order():
+    texts = ["dolor abdominal", "dolor", "fiebre alta", "dolor", "quiste renal derecho", "dolor toracico agudo"]
+    codes = ["R10.9", "R52", "R50.9", "G89.29", "N28.1", "R07.9"]
+    index = LexicalIndex(texts)
+    hits = index.search(["dolor", "quiste renal", "xyzzy"], codes, k=3)
+    # The two one-word "dolor" rows tie: the earlier code comes first, every time; longer rows follow.
+    assert [code for code, _, _ in hits[0]] == ["R52", "G89.29", "R10.9"]
+    assert hits[0][0][1] == pytest.approx(hits[0][1][1]) and hits[0][1][1] > hits[0][2][1]
+    assert [(code, row) for code, _, row in hits[1]] == [("N28.1", 4)]  # only rows with a matching word
+    assert hits[2] == []
