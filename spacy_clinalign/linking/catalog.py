@@ -9,7 +9,7 @@ import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import srsly
 
@@ -137,29 +137,20 @@ class Catalog:
         return cls((code, descriptions) for code, descriptions in srsly.msgpack_loads(data))
 
     @classmethod
-    def from_jsonl(cls, path: Union[str, Path]) -> "Catalog":
-        """Rows `{"code": ..., "descriptions": [...]}` (or `"description": "..."`); a code may repeat."""
+    def _from_lines(cls, path: Union[str, Path],
+                    parse: Callable[[str, int], Optional[Tuple[str, List[str]]]]) -> "Catalog":
+        """Read a catalogue file line by line; `parse` gives (code, descriptions), None to skip a line, or
+        raises ValueError, which is re-raised with the file and line number."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"catalogue file {str(path)!r} does not exist")
         catalog = cls()
         with path.open(encoding="utf8") as handle:
             for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
                 try:
-                    row = srsly.json_loads(line)
-                except ValueError as err:
-                    raise ValueError(f"{path}:{line_no}: not valid JSON ({err})") from None
-                if not isinstance(row, dict) or not row.get("code"):
-                    raise ValueError(f"{path}:{line_no}: expected an object with a non-empty 'code'")
-                descriptions = row.get("descriptions", row.get("description"))
-                if isinstance(descriptions, str):
-                    descriptions = [descriptions]
-                if not descriptions or not all(isinstance(d, str) for d in descriptions):
-                    raise ValueError(f"{path}:{line_no}: code {row['code']!r} has no 'descriptions' strings")
-                try:
-                    catalog.add(row["code"], descriptions)
+                    row = parse(line.rstrip("\n\r"), line_no)
+                    if row is not None:
+                        catalog.add(*row)
                 except ValueError as err:
                     raise ValueError(f"{path}:{line_no}: {err}") from None
         if not len(catalog):
@@ -167,27 +158,38 @@ class Catalog:
         return catalog
 
     @classmethod
+    def from_jsonl(cls, path: Union[str, Path]) -> "Catalog":
+        """Rows `{"code": ..., "descriptions": [...]}` (or `"description": "..."`); a code may repeat."""
+        def parse(line: str, line_no: int) -> Optional[Tuple[str, List[str]]]:
+            if not line.strip():
+                return None
+            try:
+                row = srsly.json_loads(line)
+            except ValueError as err:
+                raise ValueError(f"not valid JSON ({err})") from None
+            if not isinstance(row, dict) or not row.get("code"):
+                raise ValueError("expected an object with a non-empty 'code'")
+            descriptions = row.get("descriptions", row.get("description"))
+            if isinstance(descriptions, str):
+                descriptions = [descriptions]
+            if not descriptions or not all(isinstance(d, str) for d in descriptions):
+                raise ValueError(f"code {row['code']!r} has no 'descriptions' strings")
+            return row["code"], descriptions
+
+        return cls._from_lines(path, parse)
+
+    @classmethod
     def from_tsv(cls, path: Union[str, Path]) -> "Catalog":
         """Rows `code<TAB>description`, one description per row; a header row starting with `code` is skipped."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"catalogue file {str(path)!r} does not exist")
-        catalog = cls()
-        with path.open(encoding="utf8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                line = line.rstrip("\n\r")
-                if not line.strip() or (line_no == 1 and line.lower().startswith("code\t")):
-                    continue
-                parts = line.split("\t")
-                if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
-                    raise ValueError(f"{path}:{line_no}: expected 'code<TAB>description', got {line[:80]!r}")
-                try:
-                    catalog.add(parts[0], parts[1:2])
-                except ValueError as err:
-                    raise ValueError(f"{path}:{line_no}: {err}") from None
-        if not len(catalog):
-            raise ValueError(f"catalogue file {path} holds no codes")
-        return catalog
+        def parse(line: str, line_no: int) -> Optional[Tuple[str, List[str]]]:
+            if not line.strip() or (line_no == 1 and line.lower().startswith("code\t")):
+                return None
+            parts = line.split("\t")
+            if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
+                raise ValueError(f"expected 'code<TAB>description', got {line[:80]!r}")
+            return parts[0], parts[1:2]
+
+        return cls._from_lines(path, parse)
 
     @classmethod
     def from_file(cls, path: Union[str, Path]) -> "Catalog":

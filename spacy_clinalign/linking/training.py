@@ -73,10 +73,16 @@ def _batches_without_repeated_codes(pairs: Sequence[Pair], batch_size: int, rng:
     return batches
 
 
-def _schedule(optimizer, total: int, warmup: float):
+def _optimiser(model, plan: List, max_steps: Optional[int], lr: float, warmup: float):
+    """The plan cut to `max_steps`, AdamW and a linear warm-up/decay schedule over it (both trainers)."""
+    import torch
     from transformers import get_linear_schedule_with_warmup
 
-    return get_linear_schedule_with_warmup(optimizer, int(total * warmup), max(1, total))
+    if max_steps is not None:
+        plan = plan[:max_steps]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(len(plan) * warmup), max(1, len(plan)))
+    return plan, optimizer, scheduler
 
 
 def _step(loss, model, optimizer, scheduler) -> float:
@@ -120,10 +126,7 @@ def train_bi_encoder(model_path: Union[str, Path], out_dir: Union[str, Path], pa
     model = SentenceTransformer(modules=[transformer, pooling], device=str(dev))
     loss_fn = losses.MultipleNegativesRankingLoss(model)
     plan = [b for _ in range(epochs) for b in _batches_without_repeated_codes(pairs, batch_size, rng)]
-    if max_steps is not None:
-        plan = plan[:max_steps]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    scheduler = _schedule(optimizer, len(plan), warmup)
+    plan, optimizer, scheduler = _optimiser(model, plan, max_steps, lr, warmup)
     model.train()
     losses_seen: List[float] = []
     for batch in tqdm(plan, desc="bi-encoder", disable=not progress):
@@ -204,10 +207,7 @@ def train_cross_encoder(model_path: Union[str, Path], out_dir: Union[str, Path],
     model.to(dev)
     order = [g for _ in range(epochs) for g in rng.sample(list(groups), len(groups))]
     steps = [order[i:i + group_batch] for i in range(0, len(order), group_batch)]
-    if max_steps is not None:
-        steps = steps[:max_steps]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    scheduler = _schedule(optimizer, len(steps), warmup)
+    steps, optimizer, scheduler = _optimiser(model, steps, max_steps, lr, warmup)
     model.train()
     losses_seen: List[float] = []
     for step in tqdm(steps, desc="cross-encoder", disable=not progress):
