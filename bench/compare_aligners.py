@@ -36,7 +36,7 @@ def peak_rss_mib() -> float:
 
 
 def load_set(name: str, limit: int):
-    from spacy_clinalign.evaluation import GOLD_SETS
+    from spacy_clinalign.scoring.gold_sets import GOLD_SETS
     from spacy_clinalign.io.alignment_files import read_gold_set
 
     spec = GOLD_SETS[name]
@@ -73,13 +73,14 @@ def score(pred_pairs, data):
 def run_ours(encoder, layer, data, batch_size, device):
     import spacy
 
-    from spacy_clinalign.cli import align_word_pairs, load_aligner
+    from spacy_clinalign.alignment.relink import relink
+    from spacy_clinalign.pipelines import align_word_pairs, load_aligner
 
     if device == "cuda":
         spacy.require_gpu(0)
     nlp = load_aligner(encoder, layer=layer)
     aligner = nlp.get_pipe("clinical_aligner")
-    aligner.cfg["store_matrix"] = True
+    settings = {k: aligner.cfg[k] for k in ("threshold", "temperature", "sinkhorn_iterations")}
     align_word_pairs(nlp, [(s, t) for s, t, _ in data[:8]], batch_size=8, progress=False)  # warm-up
     start = time.perf_counter()
     docs = align_word_pairs(nlp, [(s, t) for s, t, _ in data], batch_size=batch_size, progress=False)
@@ -87,9 +88,7 @@ def run_ours(encoder, layer, data, batch_size, device):
     out, secs = {}, {}
     for method in ("argmax", "itermax", "threshold"):
         start = time.perf_counter()
-        aligner.cfg["method"] = method
-        aligner.set_annotations(docs, [d._.alignment.scores() for d in docs])
-        out[method] = [d._.alignment.pairs() for d in docs]
+        out[method] = [relink(d, method, **settings).pairs() for d in docs]
         # the default method (argmax) is extracted inside nlp.pipe; others cost their own extraction
         secs[method] = encode_s + (time.perf_counter() - start if method != "argmax" else 0.0)
     return out, secs

@@ -23,7 +23,8 @@ def main() -> None:
     import torch
 
     from spacy_clinalign.linking.indexes import DenseIndex
-    from spacy_clinalign.linking.mentions import format_query, read_mentions
+    from spacy_clinalign.io.linking_mentions import read_mentions
+    from spacy_clinalign.linking.queries import format_query
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("pipeline")

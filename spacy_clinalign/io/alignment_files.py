@@ -9,6 +9,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import srsly
 
+from .atomic import atomic_write_text
+
 Link = Tuple[int, int, bool]
 PathLike = Union[str, Path]
 
@@ -125,4 +127,4 @@ def read_gold_set(
 
 
 def write_pharaoh(path: PathLike, lines: Sequence[str]) -> None:
-    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf8")
+    atomic_write_text(path, "".join(line + "\n" for line in lines))

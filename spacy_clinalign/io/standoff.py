@@ -8,6 +8,8 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 from spacy.tokens import Doc, Span
 
+from .atomic import atomic_write_text
+
 SPACCC_LABELS = {"ENFERMEDAD": "DISEASE", "PROCEDIMIENTO": "PROCEDURE", "SINTOMA": "SYMPTOM"}
 
 
@@ -19,10 +21,20 @@ class Entity:
     text: str
 
 
+def read_text_exact(path: Path) -> str:
+    """A document's text exactly as stored (CRLF kept), so character offsets match the file's bytes."""
+    try:
+        with Path(path).open(encoding="utf8", newline="") as handle:
+            return handle.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not valid UTF-8 (byte {err.start}: {err.reason})") from None
+
+
 def read_ann(path: Path) -> List[Entity]:
     """Entity lines of a brat `.ann` file: `T1<TAB>LABEL start end[;start end]<TAB>text`."""
     entities = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf8").splitlines(), start=1):
+    for n, line in enumerate(read_text_exact(path).split("\n"), start=1):
+        line = line.rstrip("\r")
         if not line.startswith("T"):
             continue
         parts = line.split("\t")
@@ -89,5 +101,6 @@ def write_ann(path: Path, spans: Iterable[Span]) -> None:
     """Spans as brat entity (T) lines."""
     lines = []
     for k, span in enumerate(spans, start=1):
-        lines.append(f"T{k}\t{span.label_} {span.start_char} {span.end_char}\t{span.text.replace(chr(10), ' ')}")
-    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf8")
+        text = " ".join(span.text.splitlines())
+        lines.append(f"T{k}\t{span.label_} {span.start_char} {span.end_char}\t{text}")
+    atomic_write_text(path, "".join(line + "\n" for line in lines))

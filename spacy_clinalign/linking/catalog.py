@@ -13,6 +13,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Un
 
 import srsly
 
+from ..extras import require
 from .codes import category_of, chapter_of, normalize_code
 
 
@@ -202,10 +203,7 @@ class Catalog:
 def load_icd10cm(inclusion_terms: bool = True) -> Catalog:
     """ICD-10-CM (English, from `simple-icd-10-cm`): every category and subcategory, title first, then
     its inclusion terms. Chapters and blocks are not codes and are left out."""
-    try:
-        import simple_icd_10_cm as cm
-    except ImportError:
-        raise ImportError("ICD-10-CM needs the `simple-icd-10-cm` package: pip install simple-icd-10-cm") from None
+    cm = require("simple_icd_10_cm")
     catalog = Catalog()
     for code in cm.get_all_codes(with_dots=True):
         if cm.is_chapter_or_block(code):
@@ -219,10 +217,7 @@ def load_icd10cm(inclusion_terms: bool = True) -> Catalog:
 
 def load_cie() -> Catalog:
     """WHO ICD-10 in Spanish (CIE-10) from the `cie` package's bundled CSV; chapter and block ranges skipped."""
-    try:
-        import cie
-    except ImportError:
-        raise ImportError("CIE-10 (Spanish) needs the `cie` package: pip install cie") from None
+    cie = require("cie")
     base = Path(next(iter(cie.__path__)))
     with zipfile.ZipFile(base / "data" / "cie-10.zip") as archive:
         text = archive.read("cie-10.csv").decode("utf8")

@@ -8,6 +8,8 @@ from typing import List, Sequence, Tuple, Union
 
 import numpy
 
+from ..extras import require
+
 Hit = Tuple[str, float, int]  # (code, score, description row)
 
 
@@ -32,7 +34,7 @@ class DenseIndex:
     over inner product). Pickles through faiss.serialize_index."""
 
     def __init__(self, vectors: numpy.ndarray, kind: str = "exact", hnsw_m: int = 32) -> None:
-        import faiss
+        faiss = require("faiss")
 
         if kind not in ("exact", "hnsw"):
             raise ValueError(f"dense index kind must be 'exact' or 'hnsw', not {kind!r}")
@@ -58,13 +60,13 @@ class DenseIndex:
         return [_collapse(r, s, codes, k) for r, s in zip(rows, scores)]
 
     def to_bytes(self) -> bytes:
-        import faiss
+        faiss = require("faiss")
 
         return faiss.serialize_index(self.index).tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes, kind: str) -> "DenseIndex":
-        import faiss
+        faiss = require("faiss")
 
         self = cls.__new__(cls)
         self.kind = kind
@@ -95,7 +97,7 @@ class LexicalIndex:
     no candidate, as a lexical baseline should."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        import bm25s
+        bm25s = require("bm25s")
 
         self.retriever = bm25s.BM25()
         self.retriever.index([lexical_tokens(t) for t in texts], show_progress=False)
@@ -122,7 +124,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "LexicalIndex":
-        import bm25s
+        bm25s = require("bm25s")
 
         self = cls.__new__(cls)
         self.retriever = bm25s.BM25.load(str(path), show_progress=False)

@@ -1,12 +1,14 @@
 """Mention text -> ranked ICD codes: dense and/or BM25 candidates, then optional cross-encoder reranking.
 The spaCy component and the evaluation both call this, so what is evaluated is what the pipeline does."""
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy
 
 from .catalog import Catalog
-from .encoders import BiEncoder, CrossEncoder
+from .bi_encoder import BiEncoder
+from .cross_encoder import CrossEncoder
 from .indexes import DenseIndex, Hit, LexicalIndex
 
 CHANNELS = ("dense", "bm25", "hybrid")
@@ -55,6 +57,10 @@ class CodeLinker:
             raise ValueError(f"channels={channels!r} needs a bi-encoder")
         if not len(catalog):
             raise ValueError("the code catalogue is empty")
+        bare = [entry.code for entry in catalog if not entry.descriptions]
+        if bare:
+            raise ValueError(f"{len(bare)} catalogue codes have no description to index, e.g. {bare[:5]}; "
+                             "give each code a description or leave it out")
         self.catalog = catalog
         self.bi_encoder = bi_encoder
         self.cross_encoder = cross_encoder
@@ -113,3 +119,56 @@ class CodeLinker:
                     cand.score = float(prob)
                 per.sort(key=lambda c: -c.score)
         return results
+
+    # --- serialisation: the engine owns its state, like spaCy's KnowledgeBase -------------------------
+    PARTS = ("catalog", "bm25", "bi_encoder", "dense", "cross_encoder")
+
+    def to_disk(self, path: Union[str, Path], exclude: Iterable[str] = ()) -> None:
+        """Write catalogue, BM25 index, encoders and dense index into `path`; names in `exclude`
+        (any of PARTS) are left out."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        exclude = set(exclude)
+        self.build()
+        if "catalog" not in exclude:
+            self.catalog.to_jsonl(path / "catalog.jsonl")
+        if "bm25" not in exclude:
+            self.lexical.save(path / "bm25")
+        if self.bi_encoder is not None:
+            if "bi_encoder" not in exclude:
+                self.bi_encoder.save(path / "bi_encoder")
+            if "dense" not in exclude:
+                (path / "dense.faiss").write_bytes(self.dense.to_bytes())
+        if self.cross_encoder is not None and "cross_encoder" not in exclude:
+            self.cross_encoder.save(path / "cross_encoder")
+
+    @classmethod
+    def from_disk(cls, path: Union[str, Path], channels: str = "dense", index_kind: str = "exact",
+                  query_prefix: str = "query: ", passage_prefix: str = "passage: ", device: Optional[str] = None,
+                  exclude: Iterable[str] = ()) -> "CodeLinker":
+        """Load what `to_disk` wrote. An excluded encoder is not loaded (without the bi-encoder, linking
+        falls back to BM25); an index missing from the folder is rebuilt from the catalogue on first use;
+        an index that disagrees with the catalogue is an error."""
+        path = Path(path)
+        exclude = set(exclude)
+        if not (path / "catalog.jsonl").exists():
+            raise ValueError(f"{path} is not a saved icd_linker (no catalog.jsonl)")
+        catalog = Catalog.from_jsonl(path / "catalog.jsonl")
+        bi = cross = None
+        if (path / "bi_encoder").exists() and "bi_encoder" not in exclude:
+            bi = BiEncoder(path / "bi_encoder", query_prefix, passage_prefix, device=device)
+        if (path / "cross_encoder").exists() and "cross_encoder" not in exclude:
+            cross = CrossEncoder(path / "cross_encoder", device=device)
+        if bi is None and channels != "bm25":
+            if "bi_encoder" not in exclude:
+                raise ValueError(f"{path}: channels={channels!r} needs a bi-encoder, but the folder has no bi_encoder/")
+            channels = "bm25"  # the caller excluded the bi-encoder: only the lexical channel can link
+        linker = cls(catalog, bi, cross, channels=channels, index_kind=index_kind)
+        if (path / "bm25").exists() and "bm25" not in exclude:
+            linker.lexical = LexicalIndex.load(path / "bm25")
+        if bi is not None and (path / "dense.faiss").exists() and "dense" not in exclude:
+            linker.dense = DenseIndex.from_bytes((path / "dense.faiss").read_bytes(), index_kind)
+            if linker.dense.size != len(linker.texts):
+                raise ValueError(f"{path}: dense index holds {linker.dense.size} rows but the catalogue "
+                                 f"{len(linker.texts)} descriptions; the folder is inconsistent")
+        return linker

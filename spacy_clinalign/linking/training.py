@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..encoders import check_encoder_folder, quiet_transformers
+from ..extras import require
+from ..io.linking_mentions import Mention
+from ..torch_runtime import torch_device
 from .catalog import Catalog
 from .linker import CodeLinker
-from .mentions import Mention, format_query
+from .queries import format_query
 
 Pair = Tuple[str, str]  # (query text, code)
 
@@ -110,7 +113,8 @@ def train_bi_encoder(model_path: Union[str, Path], out_dir: Union[str, Path], pa
                      seed: int = 0, progress: bool = True) -> Dict[str, float]:
     """Fine-tune a local encoder folder with MultipleNegativesRankingLoss; save it to `out_dir`."""
     import torch
-    from sentence_transformers import SentenceTransformer, losses, models
+    st = require("sentence_transformers")
+    SentenceTransformer, losses, models = st.SentenceTransformer, st.losses, st.models
     from tqdm import tqdm
 
     folder = check_encoder_folder(str(model_path), "train-bi-encoder")
@@ -118,7 +122,7 @@ def train_bi_encoder(model_path: Union[str, Path], out_dir: Union[str, Path], pa
         raise ValueError(f"train-bi-encoder needs at least 2 training pairs, got {len(pairs)}")
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch_device(device)
     with quiet_transformers():
         transformer = models.Transformer(str(folder), max_seq_length=max_length,
                                          model_args={"local_files_only": True}, tokenizer_args={"local_files_only": True})
@@ -200,7 +204,7 @@ def train_cross_encoder(model_path: Union[str, Path], out_dir: Union[str, Path],
         raise ValueError("train-cross-encoder got no training groups (no pair had a negative)")
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch_device(device)
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=1, local_files_only=True)

@@ -18,7 +18,8 @@ from spacy.util import filter_spans
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..decoding import B, I, tags_to_spans, viterbi_bio
+from ..pairs import register_extensions, spans_of
+from .bio_decoding import B, I, tags_to_spans, viterbi_bio
 
 DEFAULT_CNN_MODEL = Config().from_str(
     """
@@ -42,11 +43,6 @@ upstream = "*"
 )["model"]
 
 
-def register_ner_extensions() -> None:
-    if not Doc.has_extension("bio_probs"):
-        Doc.set_extension("bio_probs", default=None)
-
-
 @Language.factory(
     "bio_ner_cnn",
     assigns=["doc.ents", "doc.spans", "doc._.bio_probs"],
@@ -67,7 +63,7 @@ class BioNerCnn(TrainablePipe):
 
     def __init__(self, vocab: Vocab, model: Model, name: str = "bio_ner_cnn", *, spans_key: Optional[str] = None,
                  scorer: Optional[Callable] = None):
-        register_ner_extensions()
+        register_extensions()
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -87,8 +83,7 @@ class BioNerCnn(TrainablePipe):
         return 1
 
     def _gold_spans(self, doc: Doc) -> List[Span]:
-        key = self.cfg["spans_key"]
-        return list(doc.ents) if key is None else list(doc.spans.get(key, []))
+        return spans_of(doc, self.cfg["spans_key"])
 
     def _write(self, doc: Doc, spans: List[Span]) -> None:
         key = self.cfg["spans_key"]

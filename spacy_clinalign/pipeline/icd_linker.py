@@ -14,35 +14,16 @@ from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
-from spacy.util import ensure_path, registry
+from spacy.util import ensure_path
 
+from ..io.linking_mentions import mention_pairs, read_mentions
+from ..linking.bi_encoder import BiEncoder
 from ..linking.catalog import Catalog, load_catalog
-from ..linking.codes import normalize_code
-from ..linking.encoders import BiEncoder, CrossEncoder
-from ..linking.evaluation import evaluate_rankings, flatten
-from ..linking.indexes import DenseIndex, LexicalIndex
+from ..linking.cross_encoder import CrossEncoder
 from ..linking.linker import CHANNELS, CodeLinker
-from ..linking.mentions import context_of, format_query, mention_pairs, read_mentions
-
-NIL = "NIL"
-
-
-def span_key(span: Span) -> str:
-    return f"{span.start_char}:{span.end_char}:{span.label_}"
-
-
-def _candidates_of(span: Span) -> Optional[List[Dict]]:
-    links = span.doc._.icd_links
-    return None if links is None else links.get(span_key(span))
-
-
-def register_linker_extensions() -> None:
-    if not Doc.has_extension("icd_links"):
-        Doc.set_extension("icd_links", default=None)
-    if not Span.has_extension("icd_candidates"):
-        # A getter over a Doc-level dict: a Span's own extension storage is keyed by its kb_id, which
-        # linking changes, and a dict on the Doc travels with DocBin(store_user_data=True).
-        Span.set_extension("icd_candidates", getter=_candidates_of)
+from ..linking.queries import context_of, format_query
+from ..pairs import register_extensions, span_key, spans_of
+from ..scoring.linking import NIL, score_linking
 
 
 @Language.factory(
@@ -86,7 +67,7 @@ class IcdLinker(Pipe):
             raise ValueError(f"icd_linker: channels must be one of {CHANNELS}, not {channels!r}")
         if top_k < 1:
             raise ValueError(f"icd_linker: top_k must be >= 1, not {top_k}")
-        register_linker_extensions()
+        register_extensions()
         self.vocab = vocab
         self.name = name
         self.linker: Optional[CodeLinker] = None
@@ -130,8 +111,7 @@ class IcdLinker(Pipe):
 
     # --- linking --------------------------------------------------------------------------------------
     def _mentions(self, doc: Doc) -> List[Span]:
-        key = self.cfg["spans_key"]
-        spans = list(doc.spans[key]) if key is not None and key in doc.spans else (list(doc.ents) if key is None else [])
+        spans = spans_of(doc, self.cfg["spans_key"])
         labels = set(self.cfg["labels"])
         return [s for s in spans if not labels or s.label_ in labels]
 
@@ -195,42 +175,28 @@ class IcdLinker(Pipe):
 
     # --- scoring --------------------------------------------------------------------------------------
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, float]:
-        return score_linking(examples, spans_key=self.cfg["spans_key"])
+        kwargs.setdefault("spans_key", self.cfg["spans_key"])
+        return self.scorer(examples, **kwargs) if self.scorer is not None else score_linking(examples, **kwargs)
 
-    # --- serialisation --------------------------------------------------------------------------------
+    # --- serialisation: the engine writes its own state (catalogue, indexes, encoders) -------------
     def to_disk(self, path, *, exclude: Iterable[str] = ()) -> None:
+        """`exclude` takes "cfg", "linker" (the whole engine) or any of CodeLinker.PARTS."""
         path = ensure_path(path)
         path.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(path / "cfg", self.cfg)
-        linker = self._require()
-        linker.catalog.to_jsonl(path / "catalog.jsonl")
-        linker.lexical.save(path / "bm25")
-        if linker.bi_encoder is not None:
-            linker.bi_encoder.save(path / "bi_encoder")
-            (path / "dense.faiss").write_bytes(linker.dense.to_bytes())
-        if linker.cross_encoder is not None:
-            linker.cross_encoder.save(path / "cross_encoder")
+        if "cfg" not in exclude:
+            srsly.write_json(path / "cfg", self.cfg)
+        if "linker" not in exclude:
+            self._require().to_disk(path, exclude=exclude)
 
     def from_disk(self, path, *, exclude: Iterable[str] = ()) -> "IcdLinker":
         path = ensure_path(path)
-        if not (path / "catalog.jsonl").exists():
-            raise ValueError(f"{path} is not a saved icd_linker (no catalog.jsonl)")
-        self.cfg.update(srsly.read_json(path / "cfg"))
-        catalog = Catalog.from_jsonl(path / "catalog.jsonl")
-        bi = cross = None
-        if (path / "bi_encoder").exists():
-            bi = BiEncoder(path / "bi_encoder", self.cfg["query_prefix"], self.cfg["passage_prefix"],
-                           device=self.cfg["device"])
-        if (path / "cross_encoder").exists():
-            cross = CrossEncoder(path / "cross_encoder", device=self.cfg["device"])
-        linker = CodeLinker(catalog, bi, cross, channels=self.cfg["channels"], index_kind=self.cfg["index_kind"])
-        linker.lexical = LexicalIndex.load(path / "bm25")
-        if bi is not None:
-            linker.dense = DenseIndex.from_bytes((path / "dense.faiss").read_bytes(), self.cfg["index_kind"])
-            if linker.dense.size != len(linker.texts):
-                raise ValueError(f"{path}: dense index holds {linker.dense.size} rows but the catalogue "
-                                 f"{len(linker.texts)} descriptions; the folder is inconsistent")
-        self.linker = linker
+        if "cfg" not in exclude and (path / "cfg").exists():
+            self.cfg.update(srsly.read_json(path / "cfg"))
+        if "linker" not in exclude:
+            cfg = self.cfg
+            self.linker = CodeLinker.from_disk(path, channels=cfg["channels"], index_kind=cfg["index_kind"],
+                                               query_prefix=cfg["query_prefix"], passage_prefix=cfg["passage_prefix"],
+                                               device=cfg["device"], exclude=exclude)
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
@@ -252,35 +218,3 @@ class IcdLinker(Pipe):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
             return self.from_disk(root, exclude=exclude)
-
-
-def _reference_mentions(doc: Doc, spans_key: Optional[str]) -> List[Span]:
-    if spans_key is None:
-        return list(doc.ents)
-    return list(doc.spans[spans_key]) if spans_key in doc.spans else []
-
-
-def score_linking(examples: Iterable[Example], spans_key: Optional[str] = None) -> Dict[str, float]:
-    """Gold = reference mentions with a kb_id (codes joined by `+` allowed); predictions = the predicted
-    doc's candidates for the span at the same characters (none found = no prediction)."""
-    golds, rankings, predictions = [], [], []
-    for eg in examples:
-        links = eg.predicted._.icd_links or {}
-        predicted_ids = {(s.start_char, s.end_char, s.label_): s.kb_id_ for s in _reference_mentions(eg.predicted, spans_key)}
-        for span in _reference_mentions(eg.reference, spans_key):
-            if not span.kb_id_ or span.kb_id_ == NIL:
-                continue
-            gold = tuple(normalize_code(c) for c in span.kb_id_.split("+"))
-            candidates = links.get(span_key(span)) or []
-            kb_id = predicted_ids.get((span.start_char, span.end_char, span.label_))
-            golds.append(gold)
-            rankings.append([c["code"] for c in candidates])
-            predictions.append(kb_id if kb_id and kb_id != NIL else None)
-    if not golds:
-        return {}
-    return flatten(evaluate_rankings(golds, rankings, predictions))
-
-
-@registry.scorers("spacy-clinalign.linking_scorer.v1")
-def make_linking_scorer() -> Callable:
-    return score_linking

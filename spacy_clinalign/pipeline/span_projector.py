@@ -10,17 +10,7 @@ from spacy.training import Example
 from spacy.util import filter_spans
 
 from ..alignment.projection import decode_span, project_membership, row_stochastic
-from ..pairs import register_extensions
-
-
-def register_span_extensions() -> None:
-    register_extensions()
-    if not Span.has_extension("source_span"):
-        Span.set_extension("source_span", default=None)
-    if not Span.has_extension("score"):
-        Span.set_extension("score", default=None)
-    if not Doc.has_extension("unprojected"):
-        Doc.set_extension("unprojected", default=None)
+from ..pairs import register_extensions, spans_of
 
 
 @Language.factory(
@@ -87,7 +77,7 @@ class SpanProjector(Pipe):
             raise ValueError(f"{name}: temperature must be > 0, got {temperature}")
         if support_mode not in ("bridge", "extend"):
             raise ValueError(f"{name}: support_mode must be 'bridge' or 'extend', got {support_mode!r}")
-        register_span_extensions()
+        register_extensions()
         self.vocab = vocab
         self.name = name
         self.scorer = scorer
@@ -99,21 +89,16 @@ class SpanProjector(Pipe):
         }
 
     def source_spans(self, source: Doc) -> List[Span]:
-        key = self.cfg["source_spans_key"]
-        if key is None:
-            return list(source.ents)
-        if key not in source.spans:
-            raise ValueError(
-                f"{self.name}: the source Doc has no span group {key!r} (it has {sorted(source.spans)}); "
-                "set source_spans_key to null to read source.ents"
-            )
-        return list(source.spans[key])
+        try:
+            return spans_of(source, self.cfg["source_spans_key"], required=True)
+        except ValueError as err:
+            raise ValueError(f"{self.name}: source_spans_key: {err}") from None
 
     def _support(self, doc: Doc, label: str) -> Optional[numpy.ndarray]:
         key = self.cfg["support_spans_key"]
         if key is None:
             return None
-        spans = doc.ents if key == "ents" else doc.spans.get(key, [])
+        spans = spans_of(doc, None if key == "ents" else key)  # "ents": NER support from doc.ents
         mask = numpy.zeros(len(doc), dtype=bool)
         label_map = self.cfg["support_label_map"]
         for span in spans:

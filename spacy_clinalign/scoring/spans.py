@@ -100,3 +100,14 @@ def make_ner_scorer():
         return score_spans(examples, spans_key=spans_key, prefix="ner_")
 
     return score_ner
+
+
+def format_span_scores(scores: Dict, prefix: str = "proj_") -> str:
+    """A per-label table of char and strict P/R/F1 from spaCy-style scores with keys `{prefix}...`."""
+    lines = [f"{'label':<10} {'char P':>7} {'char R':>7} {'char F':>7} {'strict P':>9} {'strict R':>9} {'strict F':>9}"]
+    rows = dict(sorted((scores.get(f"{prefix}per_type") or {}).items()))
+    rows["micro"] = {k[len(prefix):]: v for k, v in scores.items() if k.startswith((f"{prefix}char", f"{prefix}strict"))}
+    for label, r in rows.items():
+        lines.append(f"{label:<10} {r['char_p']:>7.3f} {r['char_r']:>7.3f} {r['char_f']:>7.3f} "
+                     f"{r['strict_p']:>9.3f} {r['strict_r']:>9.3f} {r['strict_f']:>9.3f}")
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from .alignment.teacher import VIEW_NAMES, fuse_views, phrase_view, positional_prior, sentence_view, span_bias, token_view
+from ..alignment.teacher import VIEW_NAMES, fuse_views, phrase_view, positional_prior, sentence_view, span_bias, token_view
 
 SpanPair = Tuple[Tuple[int, int], Tuple[int, int]]
 
@@ -35,6 +35,17 @@ class TeacherSettings:
     span_bias: float = 0.0
     batch_size: int = 8
 
+    def __post_init__(self) -> None:
+        """Settings that would write a useless teacher (all-inf at temperature 0) are errors up front."""
+        if not self.temperature > 0:
+            raise ValueError(f"teacher: temperature must be > 0, got {self.temperature}")
+        if self.sinkhorn_iterations < 0:
+            raise ValueError(f"teacher: sinkhorn_iterations must be >= 0, got {self.sinkhorn_iterations}")
+        if self.batch_size < 1:
+            raise ValueError(f"teacher: batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.prior_full <= self.prior_zero:
+            raise ValueError(f"teacher: need 0 <= prior_full <= prior_zero, got {self.prior_full} and {self.prior_zero}")
+
     def encoder_of(self, view: str) -> Tuple[str, int]:
         return self.view_encoders.get(view, (self.encoder, self.layer))
 
@@ -45,8 +56,8 @@ class TokenEncoder:
     def __init__(self, name: str, layer: int, vocab: Vocab):
         from spacy_transformers.span_getters import configure_strided_spans
 
-        from .encoders import check_encoder_folder, quiet_transformers
-        from .models.aligner_model import build_aligner_model
+        from ..encoders import check_encoder_folder, quiet_transformers
+        from ..models.aligner_model import build_aligner_model
 
         folder = check_encoder_folder(name, "build-teacher")
         self.model = build_aligner_model(str(folder), configure_strided_spans(128, 96), layer=layer)

@@ -3,9 +3,9 @@ cross-mappings (`icd10_code`, which may be `None`, a code, several joined by `+`
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Iterable, List, Sequence, Tuple, Union
 
-from .codes import normalize_code
+from ..linking.codes import normalize_code
 
 
 @dataclass(frozen=True)
@@ -114,41 +114,3 @@ def read_mentions(path: Union[str, Path], fmt: str = "auto", labels: Sequence[st
 def mention_pairs(mentions: Iterable[Mention]) -> List[Tuple[str, str]]:
     """(surface form, code) for every mention and each of its non-range codes: training pairs and synonyms."""
     return [(m.text, code) for m in mentions for code in m.codes if "-" not in code]
-
-
-def context_of(text: str, start: int, end: int, window: int) -> str:
-    """Up to `window` whitespace tokens each side of text[start:end], for context-aware queries."""
-    if window <= 0:
-        return ""
-    left = text[:start].split()[-window:]
-    right = text[end:].split()[:window]
-    return " ".join(left + ["…"] + right)
-
-
-def format_query(mention: str, context: str = "") -> str:
-    """The query text both training and linking use: the mention, then its context after ` | `."""
-    mention = " ".join(mention.split())
-    return f"{mention} | {context}" if context else mention
-
-
-def load_texts(text_dir: Union[str, Path], doc_ids: Iterable[str]) -> Dict[str, str]:
-    """Read `{doc_id}.txt` for each document id; a missing file is an error naming it."""
-    text_dir = Path(text_dir)
-    texts = {}
-    for doc_id in sorted(set(doc_ids)):
-        file = text_dir / f"{doc_id}.txt"
-        if not file.exists():
-            raise FileNotFoundError(f"text of document {doc_id!r} not found: {file}")
-        texts[doc_id] = file.read_text(encoding="utf8")
-    return texts
-
-
-def check_offsets(mentions: Iterable[Mention], texts: Dict[str, str]) -> List[Mention]:
-    """Mentions whose offsets do not reproduce their text (whitespace-insensitive); empty when all agree."""
-    bad = []
-    for m in mentions:
-        text = texts.get(m.doc_id, "")
-        covered = " ".join(text[s:e] for s, e in m.offsets)
-        if " ".join(covered.split()).lower() != " ".join(m.text.split()).lower():
-            bad.append(m)
-    return bad

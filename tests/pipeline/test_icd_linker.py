@@ -10,7 +10,8 @@ from spacy.training import Example
 from spacy_clinalign.encoders.tiny import build_tiny_bert
 from spacy_clinalign.linking.catalog import Catalog
 from spacy_clinalign.linking.linker import CodeLinker
-from spacy_clinalign.linking.encoders import BiEncoder, CrossEncoder
+from spacy_clinalign.linking.bi_encoder import BiEncoder
+from spacy_clinalign.linking.cross_encoder import CrossEncoder
 from spacy_clinalign.linking.training import hard_negative_groups, train_bi_encoder, train_cross_encoder
 
 ENTRIES = [

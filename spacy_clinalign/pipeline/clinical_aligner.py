@@ -18,16 +18,8 @@ from spacy.vocab import Vocab
 from spacy.training import validate_examples
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..alignment.alignment import Alignment
-from ..alignment.matrix import (
-    EXTRACTION_METHODS,
-    PairScores,
-    drop_rows_cols,
-    extract_links,
-    link_probabilities,
-    pair_scores,
-    sinkhorn,
-)
+from ..alignment.matrix import EXTRACTION_METHODS, PairScores, pair_scores
+from ..alignment.relink import alignment_from_scores
 from ..alignment.losses import row_column_cosine_loss, student_cosine
 from ..encoders import check_encoder_folder, quiet_transformers
 from ..pairs import register_extensions
@@ -191,26 +183,9 @@ class ClinicalAligner(TrainablePipe):
             if pair is None:
                 doc._.alignment = None
                 continue
-            source = doc._.source
-            logits = pair.dot()
-            probs = link_probabilities(logits, cfg["temperature"])
-            if cfg["sinkhorn_iterations"] > 0 and logits.size:
-                balanced = sinkhorn(logits, n_iter=cfg["sinkhorn_iterations"], temperature=cfg["temperature"])
-                if cfg["method"] == "threshold":
-                    mask = balanced > cfg["threshold"]
-                else:
-                    mask = extract_links(balanced, cfg["method"])
-                probs = balanced
-            elif cfg["method"] == "threshold":
-                mask = extract_links(logits, "threshold", cfg["threshold"], cfg["temperature"])
-            else:
-                mask = extract_links(pair.cosine, cfg["method"])
-            space_rows = numpy.array([t.i for t in doc if t.is_space], dtype="int64")
-            space_cols = numpy.array([t.i for t in source if t.is_space], dtype="int64")
-            if len(space_rows) or len(space_cols):
-                mask = drop_rows_cols(mask, space_rows, space_cols)
-            doc._.alignment = Alignment.from_mask(
-                mask, probs, scores=pair if cfg["store_matrix"] else None, method=cfg["method"]
+            doc._.alignment = alignment_from_scores(
+                pair, cfg["method"], cfg["threshold"], cfg["temperature"], cfg["sinkhorn_iterations"],
+                store_matrix=cfg["store_matrix"], target=doc, source=doc._.source,
             )
 
     # -- set-up and evaluation --------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_project_yml_is_valid():
 
     from weasel.util import load_project_config
 
-    config = load_project_config(Path(__file__).resolve().parents[1])
+    config = load_project_config(Path(__file__).resolve().parents[2])
     assert "evaluate-alignment" in config["workflows"]
     assert {c["name"] for c in config["commands"]} >= {"import-encoder", "evaluate-gold-sets", "bench-align"}
 

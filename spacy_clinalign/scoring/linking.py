@@ -4,9 +4,20 @@ NIL, lowers recall only), P@k (hits in the top k / k), R@k (gold within the top 
 (AP@K = sum of Precision@k at each hit / min(|gold|, K)). At category and chapter level a ranked list is
 first collapsed to distinct categories (chapters), so one family counted five times cannot inflate P@k
 or push AP above 1."""
-from typing import Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
-from .codes import LEVELS, at_level, matches
+from spacy.training import Example
+from spacy.util import registry
+
+from ..linking.codes import LEVELS, at_level, matches, normalize_code
+from ..linking.queries import format_query
+from ..pairs import span_key, spans_of
+
+NIL = "NIL"
+# Evaluation systems of the linking table: name -> (retrieval channels, rerank)
+SYSTEMS = {"bm25": ("bm25", False), "bi": ("dense", False), "bi+cross": ("dense", True), "hybrid": ("hybrid", False),
+           "hybrid+cross": ("hybrid", True)}
 
 KS = (1, 3, 5, 10)
 
@@ -94,5 +105,49 @@ def flatten(report: Dict[str, Dict[str, float]], prefix: str = "link_") -> Dict[
             if name not in ("n", "predicted")}
 
 
-def gold_and_ranked(pairs: Sequence[Tuple[Sequence[str], Sequence[str]]]):
-    return [g for g, _ in pairs], [r for _, r in pairs]
+def score_linking(examples: Iterable[Example], spans_key: Optional[str] = None, **kwargs) -> Dict[str, float]:
+    """Gold = reference mentions with a kb_id (codes joined by `+` allowed); predictions = the predicted
+    doc's candidates for the span at the same characters (none found = no prediction)."""
+    golds, rankings, predictions = [], [], []
+    for eg in examples:
+        links = eg.predicted._.icd_links or {}
+        predicted_ids = {(s.start_char, s.end_char, s.label_): s.kb_id_ for s in spans_of(eg.predicted, spans_key)}
+        for span in spans_of(eg.reference, spans_key):
+            if not span.kb_id_ or span.kb_id_ == NIL:
+                continue
+            gold = tuple(normalize_code(c) for c in span.kb_id_.split("+"))
+            candidates = links.get(span_key(span)) or []
+            kb_id = predicted_ids.get((span.start_char, span.end_char, span.label_))
+            golds.append(gold)
+            rankings.append([c["code"] for c in candidates])
+            predictions.append(kb_id if kb_id and kb_id != NIL else None)
+    if not golds:
+        return {}
+    return flatten(evaluate_rankings(golds, rankings, predictions))
+
+
+@registry.scorers("spacy-clinalign.linking_scorer.v1")
+def make_linking_scorer() -> Callable:
+    return score_linking
+
+
+def evaluate_linking_systems(nlp, mentions, systems: Sequence[str], k: int = 10, batch_size: int = 256) -> Dict:
+    """The paper's table over gold mentions: one row per system (see SYSTEMS), each run through the
+    pipeline's own icd_linker engine, with mentions/s."""
+    linker = nlp.get_pipe("icd_linker")._require()
+    queries = [format_query(m.text) for m in mentions]
+    golds = [m.codes for m in mentions]
+    rows, timings = {}, {}
+    for system in systems:
+        if system not in SYSTEMS:
+            raise ValueError(f"unknown system {system!r}; expected one of {sorted(SYSTEMS)}")
+        channels, rerank = SYSTEMS[system]
+        if rerank and linker.cross_encoder is None:
+            raise ValueError(f"system {system!r} needs a pipeline with a cross-encoder")
+        start = time.perf_counter()
+        ranked = []
+        for i in range(0, len(queries), batch_size):
+            ranked.extend(linker.link(queries[i:i + batch_size], k=k, rerank=rerank, channels=channels))
+        timings[system] = len(queries) / (time.perf_counter() - start)
+        rows[system] = evaluate_rankings(golds, [[c.code for c in per] for per in ranked])
+    return {"rows": rows, "mentions_per_s": timings, "n": len(mentions)}

@@ -3,8 +3,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .io.alignment_files import read_gold_set
-from .io.readers import gold_alignment
+from ..alignment.relink import relink
+from ..io.alignment_files import read_gold_set
+from ..io.readers import gold_alignment
+from ..pipelines import align_word_pairs
+from .alignment import AlignmentCounts
 
 
 @dataclass
@@ -41,35 +44,28 @@ def evaluate_gold_sets(
     batch_size: int = 32, limit: int = 0,
 ) -> List[Dict]:
     """One row per (set, method): the set is encoded once and every method extracts from the same matrices."""
-    from .cli import align_word_pairs
-    from .scoring.alignment import AlignmentCounts
-
     aligner = nlp.get_pipe("clinical_aligner")
-    saved = dict(aligner.cfg)
-    aligner.cfg["store_matrix"] = True
+    settings = {k: aligner.cfg[k] for k in ("threshold", "temperature", "sinkhorn_iterations")}
+    if not aligner.cfg["store_matrix"]:
+        raise ValueError("evaluate_gold_sets: the clinical_aligner must keep its scores (store_matrix = true)")
     rows = []
-    try:
-        for name in sets:
-            if name not in GOLD_SETS:
-                raise ValueError(f"unknown gold set {name!r}; known: {sorted(GOLD_SETS)}")
-            spec = GOLD_SETS[name]
-            gold_path = Path(data_dir) / spec.gold if spec.gold else None
-            data = read_gold_set(Path(data_dir) / spec.path, gold_path, spec.one_based)
-            if limit:
-                data = data[:limit]
-            docs = align_word_pairs(nlp, [(s, t) for s, t, _ in data], batch_size=batch_size, progress=False)
-            golds = [gold_alignment(len(t), len(s), g) for s, t, g in data]
-            for method in methods:
-                aligner.cfg["method"] = method
-                aligner.set_annotations(docs, [d._.alignment.scores() for d in docs])
-                counts = AlignmentCounts()
-                for doc, gold in zip(docs, golds):
-                    counts.add_gold(set(doc._.alignment.pairs()), gold)
-                scores = counts.scores("")
-                rows.append({"set": name, "method": method, "pairs": len(docs), **{k: 100 * v for k, v in scores.items()},
-                             "published": spec.published})
-    finally:
-        aligner.cfg.update(saved)
+    for name in sets:
+        if name not in GOLD_SETS:
+            raise ValueError(f"unknown gold set {name!r}; known: {sorted(GOLD_SETS)}")
+        spec = GOLD_SETS[name]
+        gold_path = Path(data_dir) / spec.gold if spec.gold else None
+        data = read_gold_set(Path(data_dir) / spec.path, gold_path, spec.one_based)
+        if limit:
+            data = data[:limit]
+        docs = align_word_pairs(nlp, [(s, t) for s, t, _ in data], batch_size=batch_size, progress=False)
+        golds = [gold_alignment(len(t), len(s), g) for s, t, g in data]
+        for method in methods:
+            counts = AlignmentCounts()
+            for doc, gold in zip(docs, golds):
+                counts.add_gold(set(relink(doc, method, **settings).pairs()), gold)
+            scores = counts.scores("")
+            rows.append({"set": name, "method": method, "pairs": len(docs), **{k: 100 * v for k, v in scores.items()},
+                         "published": spec.published})
     return rows
 
 

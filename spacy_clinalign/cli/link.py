@@ -3,16 +3,15 @@ linking pipeline. project.yml's `train-linker` and `evaluate-linking` workflows 
 import argparse
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import srsly
 
-from .catalog import load_catalog
-from .evaluation import evaluate_rankings, format_table
-from .mentions import format_query, mention_pairs, read_mentions
-
-SYSTEMS = {"bm25": ("bm25", False), "bi": ("dense", False), "bi+cross": ("dense", True), "hybrid": ("hybrid", False),
-           "hybrid+cross": ("hybrid", True)}
+from ..io.linking_mentions import mention_pairs, read_mentions
+from ..linking.catalog import load_catalog
+from ..scoring.linking import evaluate_linking_systems, format_table
+from .arguments import non_negative_int, positive_int
+from ..io.atomic import atomic_write_text
 
 
 def _catalog_with_synonyms(spec: str, synonym_files: List[str]):
@@ -30,7 +29,7 @@ def cmd_build_catalog(args: argparse.Namespace) -> None:
 
 
 def cmd_train_bi_encoder(args: argparse.Namespace) -> None:
-    from .training import catalog_training_pairs, mention_training_pairs, train_bi_encoder
+    from ..linking.training import catalog_training_pairs, mention_training_pairs, train_bi_encoder
 
     catalog = _catalog_with_synonyms(args.catalog, [])
     mentions = [m for path in args.train for m in read_mentions(path)]
@@ -47,8 +46,8 @@ def cmd_train_cross_encoder(args: argparse.Namespace) -> None:
     PIPELINE plus the reranker as OUTPUT (a pipeline) and the bare reranker under OUTPUT/cross_encoder."""
     import spacy
 
-    from .encoders import CrossEncoder
-    from .training import hard_negative_groups, mention_training_pairs, train_cross_encoder
+    from ..linking.cross_encoder import CrossEncoder
+    from ..linking.training import hard_negative_groups, mention_training_pairs, train_cross_encoder
 
     nlp = spacy.load(args.pipeline)
     component = nlp.get_pipe("icd_linker")
@@ -84,27 +83,6 @@ def cmd_build_pipeline(args: argparse.Namespace) -> None:
     print(f"saved {args.output}")
 
 
-def evaluate_pipeline(nlp, mentions, systems: List[str], k: int = 10, batch_size: int = 256) -> Dict:
-    """Evaluation table rows for each system over gold mentions (the component's own CodeLinker)."""
-    linker = nlp.get_pipe("icd_linker")._require()
-    queries = [format_query(m.text) for m in mentions]
-    golds = [m.codes for m in mentions]
-    rows, timings = {}, {}
-    for system in systems:
-        if system not in SYSTEMS:
-            raise ValueError(f"unknown system {system!r}; expected one of {sorted(SYSTEMS)}")
-        channels, rerank = SYSTEMS[system]
-        if rerank and linker.cross_encoder is None:
-            raise ValueError(f"system {system!r} needs a pipeline with a cross-encoder")
-        start = time.perf_counter()
-        ranked = []
-        for i in range(0, len(queries), batch_size):
-            ranked.extend(linker.link(queries[i:i + batch_size], k=k, rerank=rerank, channels=channels))
-        timings[system] = len(queries) / (time.perf_counter() - start)
-        rows[system] = evaluate_rankings(golds, [[c.code for c in per] for per in ranked])
-    return {"rows": rows, "mentions_per_s": timings, "n": len(mentions)}
-
-
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import spacy
 
@@ -112,7 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     mentions = [m for path in args.mentions for m in read_mentions(path)]
     if args.limit:
         mentions = mentions[: args.limit]
-    result = evaluate_pipeline(nlp, mentions, args.systems.split(","))
+    result = evaluate_linking_systems(nlp, mentions, args.systems.split(","))
     catalog = nlp.get_pipe("icd_linker").linker.catalog
     missing = sum(1 for m in mentions if not all("-" in c or c in catalog for c in m.codes))
     print(f"{len(mentions)} mentions; {missing} have a gold code absent from the catalogue "
@@ -120,10 +98,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_table(result["rows"]))
     print("mentions/s: " + ", ".join(f"{s} {v:.0f}" for s, v in result["mentions_per_s"].items()))
     if args.output:
-        srsly.write_json(args.output, {**result, "missing_codes": missing})
+        atomic_write_text(args.output, srsly.json_dumps({**result, "missing_codes": missing}, indent=2) + "\n")
 
 
-def add_link_commands(sub) -> None:
+def add_commands(sub) -> None:
     link = sub.add_parser("link", help="ICD-10 linking: catalogues, training, pipelines, evaluation")
     cmds = link.add_subparsers(dest="link_command", required=True)
 
@@ -138,11 +116,11 @@ def add_link_commands(sub) -> None:
     p.add_argument("output", type=Path)
     p.add_argument("--catalog", default="icd10cm+cie10")
     p.add_argument("--train", nargs="+", required=True, help="CodiEsp X.tsv / DisTEMIST training mentions")
-    p.add_argument("--catalog-pairs", type=int, default=20000, help="pairs drawn from the catalogue itself")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--catalog-pairs", type=positive_int, default=20000, help="pairs drawn from the catalogue itself")
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=positive_int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_bi_encoder)
@@ -151,11 +129,11 @@ def add_link_commands(sub) -> None:
     p.add_argument("pipeline", help="pipeline with a dense icd_linker (from build-pipeline)")
     p.add_argument("output", type=Path, help="folder for cross_encoder/ and pipeline/ (with the reranker)")
     p.add_argument("--train", nargs="+", required=True)
-    p.add_argument("--negatives", type=int, default=9)
-    p.add_argument("--group-batch", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--negatives", type=positive_int, default=9)
+    p.add_argument("--group-batch", type=positive_int, default=8)
+    p.add_argument("--epochs", type=positive_int, default=1)
     p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=positive_int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_cross_encoder)
@@ -168,7 +146,7 @@ def add_link_commands(sub) -> None:
     p.add_argument("--synonyms", nargs="*", default=[])
     p.add_argument("--channels", default="dense", choices=["dense", "bm25", "hybrid"])
     p.add_argument("--index-kind", default="exact", choices=["exact", "hnsw"])
-    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--top-k", type=positive_int, default=10)
     p.add_argument("--lang", default="es")
     p.set_defaults(func=cmd_build_pipeline)
 
@@ -176,6 +154,6 @@ def add_link_commands(sub) -> None:
     p.add_argument("pipeline")
     p.add_argument("mentions", nargs="+", help="CodiEsp dev folder / X.tsv, DisTEMIST dev folder")
     p.add_argument("--systems", default="bm25,bi,bi+cross")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=non_negative_int, default=None)
     p.add_argument("--output", type=Path, default=None)
     p.set_defaults(func=cmd_evaluate)

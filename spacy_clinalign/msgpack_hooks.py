@@ -1,4 +1,4 @@
-"""msgpack hooks (srsly entry points) so a target Doc's `_.source` Doc and `_.alignment` survive DocBin.
+"""msgpack hooks so a target Doc's `_.source` Doc and `_.alignment` survive DocBin.
 
 spaCy stores extension values in `doc.user_data` and DocBin packs that with srsly's msgpack, which knows
 numpy arrays but not Docs or our objects. The hooks are registered when the package is imported, which

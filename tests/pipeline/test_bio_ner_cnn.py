@@ -9,10 +9,10 @@ import spacy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from spacy_clinalign.decoding import tags_to_spans, viterbi_bio
+from spacy_clinalign.pipeline.bio_decoding import tags_to_spans, viterbi_bio
 from spacy_clinalign.io.ner_corpora import read_conll_bio, read_spaccc_docs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN = [
     ("Paciente con neumonía y fiebre alta .", [(2, 3, "DISEASE"), (4, 6, "SYMPTOM")]),
     ("Se realizó una tomografía de tórax .", [(3, 6, "PROCEDURE")]),

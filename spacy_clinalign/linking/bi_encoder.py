@@ -1,23 +1,14 @@
-"""The two transformers of the linker, loaded from local Hugging Face folders only.
-
-BiEncoder: mean-pooled, L2-normalised embeddings (E5's `query: ` / `passage: ` prefixes by default), so
-a dot product is a cosine. CrossEncoder: one relevance logit for `query [SEP] description`. Both save
-themselves with `save_pretrained` into a folder of the pipeline, and both pickle (plain torch modules
-and fast tokenizers), which `nlp.pipe(n_process=2)` and multiprocessing users need."""
+"""The linker's retrieval encoder, loaded from a local Hugging Face folder only: mean-pooled,
+L2-normalised embeddings (E5's `query: ` / `passage: ` prefixes by default), so a dot product is a
+cosine. It saves itself with `save_pretrained` into a folder of the pipeline and pickles (a plain torch
+module and a fast tokenizer), which `nlp.pipe(n_process=2)` and multiprocessing users need."""
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Union
 
 import numpy
 
 from ..encoders import check_encoder_folder, quiet_transformers
-
-
-def _device(name: Optional[str]):
-    import torch
-
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+from ..torch_runtime import torch_device
 
 
 class BiEncoder:
@@ -30,7 +21,7 @@ class BiEncoder:
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
         self.model.eval()
-        self.device = _device(device)
+        self.device = torch_device(device)
         self.model.to(self.device)
         self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
         self.max_length, self.batch_size = max_length, batch_size
@@ -40,7 +31,7 @@ class BiEncoder:
         return int(self.model.config.hidden_size)
 
     def to(self, device: str) -> "BiEncoder":
-        self.device = _device(device)
+        self.device = torch_device(device)
         self.model.to(self.device)
         return self
 
@@ -69,44 +60,6 @@ class BiEncoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 out[rows] = pooled.cpu().numpy()
-        return out
-
-    def save(self, path: Union[str, Path]) -> None:
-        self.model.save_pretrained(str(path))
-        self.tokenizer.save_pretrained(str(path))
-
-
-class CrossEncoder:
-    def __init__(self, path: Union[str, Path], max_length: int = 128, batch_size: int = 64,
-                 device: Optional[str] = None) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        folder = check_encoder_folder(str(path), "icd_linker cross-encoder")
-        with quiet_transformers():
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                str(folder), num_labels=1, local_files_only=True)
-        self.model.eval()
-        self.device = _device(device)
-        self.model.to(self.device)
-        self.max_length, self.batch_size = max_length, batch_size
-
-    def to(self, device: str) -> "CrossEncoder":
-        self.device = _device(device)
-        self.model.to(self.device)
-        return self
-
-    def score(self, pairs: Sequence[Tuple[str, str]]) -> numpy.ndarray:
-        """One logit per (query, description) pair."""
-        import torch
-
-        out = numpy.zeros((len(pairs),), dtype="float32")
-        with torch.inference_mode():
-            for start in range(0, len(pairs), self.batch_size):
-                chunk = pairs[start:start + self.batch_size]
-                batch = self.tokenizer([q for q, _ in chunk], [d for _, d in chunk], padding=True,
-                                       truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
-                out[start:start + len(chunk)] = self.model(**batch).logits[:, 0].float().cpu().numpy()
         return out
 
     def save(self, path: Union[str, Path]) -> None:

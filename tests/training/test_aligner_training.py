@@ -10,7 +10,7 @@ from spacy_clinalign.cli import main
 from spacy_clinalign.io.readers import create_parallel_corpus_reader
 from tests.conftest import aligner_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAIRS = [
     ("la casa es pequeña .", "the house is small ."),
     ("dolor abdominal y fiebre .", "abdominal pain and fever ."),

