@@ -27,3 +27,23 @@ def row_column_cosine_loss(student: torch.Tensor, teacher: torch.Tensor, eps: fl
         cos = torch.nn.functional.cosine_similarity(student, teacher, dim=dim, eps=eps)
         losses.append(1.0 - cos[keep].mean() if keep.any() else student.sum() * 0.0)
     return losses[0] + losses[1]
+
+
+def gold_link_nll(student: torch.Tensor, gold: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """Supervised loss on gold links, awesome-align's supervised objective in row and column form: the
+    negative log of the softmax mass (of cosine / temperature) that each row falls on its gold cells,
+    plus the same for each column; rows and columns without a gold link are left out.
+
+    gold: bool (n_target, n_source) mask of gold (sure) links."""
+    if student.shape != gold.shape:
+        raise ValueError(f"loss: student matrix {tuple(student.shape)} and gold links {tuple(gold.shape)} differ")
+    if student.numel() == 0 or not bool(gold.any()):
+        return student.sum() * 0.0
+    logits = student / temperature
+    losses = []
+    for dim in (1, 0):  # rows (each target token's source), then columns
+        log_p = torch.log_softmax(logits, dim=dim)
+        on_gold = torch.logsumexp(log_p.masked_fill(~gold, float("-inf")), dim=dim)
+        keep = gold.any(dim=dim)
+        losses.append(-on_gold[keep].mean())
+    return losses[0] + losses[1]

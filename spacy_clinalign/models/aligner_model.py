@@ -1,9 +1,7 @@
 """The aligner's encoder: an inline spacy-transformers TransformerModel whose subword vectors are
 mean-pooled onto spaCy tokens, one (n_tokens, width) array per Doc."""
-from pathlib import Path
 from typing import Callable, List, Optional
 
-import srsly
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.architectures import create_TransformerModel_v3
@@ -12,17 +10,6 @@ from thinc.api import Model, chain, reduce_mean
 from thinc.types import Floats2d
 
 from ..encoders import resolve_encoder
-
-
-def _layer_count(folder: str) -> Optional[int]:
-    """`num_hidden_layers` of a local encoder folder (None when it has no readable config.json)."""
-    config = Path(folder) / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        return int(srsly.read_json(config)["num_hidden_layers"])
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 @registry.architectures("spacy-clinalign.AlignerModel.v1")
@@ -45,10 +32,6 @@ def build_aligner_model(
     if layer is not None:
         if layer < 1:
             raise ValueError(f"AlignerModel: layer must be >= 1 (1 = first transformer layer), got {layer}")
-        available = _layer_count(resolve_encoder(name))
-        if available is not None and layer > available:
-            raise ValueError(f"AlignerModel: layer {layer} does not exist: the encoder {name} has {available} "
-                             "layers (a higher layer would add randomly initialised layers)")
         trf_config["num_hidden_layers"] = layer
     transformer = create_TransformerModel_v3(
         name=resolve_encoder(name),

@@ -19,8 +19,9 @@ from spacy.training import validate_examples
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from ..alignment.matrix import EXTRACTION_METHODS, PairScores, pair_scores
+from ..alignment.document_prior import document_band
 from ..alignment.relink import alignment_from_scores
-from ..alignment.losses import row_column_cosine_loss, student_cosine
+from ..alignment.losses import gold_link_nll, row_column_cosine_loss, student_cosine
 from ..encoders import check_encoder_folder, quiet_transformers
 from ..pairs import register_extensions
 from ..scoring.alignment import score_alignment
@@ -63,6 +64,12 @@ def _has_text(doc: Doc) -> bool:
         "sinkhorn_iterations": 0,
         "store_matrix": True,
         "on_missing_source": "warn",
+        "document_prior": True,
+        "prior_margin": 3,
+        "prior_skip_z": 1.0,
+        "distill_weight": 1.0,
+        "supervised_weight": 1.0,
+        "supervised_temperature": 0.05,
         "scorer": {"@scorers": "spacy-clinalign.alignment_scorer.v1"},
     },
     default_score_weights={"align_aer": None, "align_p": None, "align_r": None, "align_f": 1.0},
@@ -77,6 +84,12 @@ def make_clinical_aligner(
     sinkhorn_iterations: int,
     store_matrix: bool,
     on_missing_source: str,
+    document_prior: bool,
+    prior_margin: int,
+    prior_skip_z: float,
+    distill_weight: float,
+    supervised_weight: float,
+    supervised_temperature: float,
     scorer: Optional[Callable],
 ) -> "ClinicalAligner":
     return ClinicalAligner(
@@ -89,6 +102,12 @@ def make_clinical_aligner(
         sinkhorn_iterations=sinkhorn_iterations,
         store_matrix=store_matrix,
         on_missing_source=on_missing_source,
+        document_prior=document_prior,
+        prior_margin=prior_margin,
+        prior_skip_z=prior_skip_z,
+        distill_weight=distill_weight,
+        supervised_weight=supervised_weight,
+        supervised_temperature=supervised_temperature,
         scorer=scorer,
     )
 
@@ -101,6 +120,15 @@ class ClinicalAligner(TrainablePipe):
         `threshold`). Link probabilities are that softmax pair's geometric mean.
     sinkhorn_iterations: > 0 balances exp(dot/temperature) with Sinkhorn-Knopp; links are then extracted
         from the balanced matrix (`threshold` compares it with `threshold` directly).
+    document_prior: for pairs whose both sides hold more than one sentence, align sentences first (a
+        monotone programme allowing 1-2 / 2-1 merges and skips) and keep word links inside the aligned
+        sentence blocks, widened by `prior_margin` tokens; `prior_skip_z` is how many standard deviations
+        above the average sentence pair a pair must be to be aligned rather than skipped.
+    distill_weight, supervised_weight, supervised_temperature: training. A pair whose reference has a
+        teacher matrix (`_.teacher`, from build-teacher) adds distill_weight x the row/column cosine
+        distillation loss; a pair whose reference has gold links (`_.alignment`, from a gold reader) adds
+        supervised_weight x the row/column log-likelihood of its gold cells (softmax of cosine /
+        supervised_temperature). Mixed corpora train both at once.
     on_missing_source: a Doc without `_.source` raises (`error`), or gets `_.alignment = None` with a
         warning (`warn`, the default, so `spacy evaluate` can run: see `score`) or silently (`ignore`).
     """
@@ -117,6 +145,12 @@ class ClinicalAligner(TrainablePipe):
         sinkhorn_iterations: int = 0,
         store_matrix: bool = True,
         on_missing_source: str = "warn",
+        document_prior: bool = True,
+        prior_margin: int = 3,
+        prior_skip_z: float = 1.0,
+        distill_weight: float = 1.0,
+        supervised_weight: float = 1.0,
+        supervised_temperature: float = 0.05,
         scorer: Optional[Callable] = score_alignment,
     ):
         if method not in EXTRACTION_METHODS:
@@ -127,6 +161,13 @@ class ClinicalAligner(TrainablePipe):
             )
         if temperature <= 0:
             raise ValueError(f"clinical_aligner: temperature must be > 0, got {temperature}")
+        if distill_weight < 0 or supervised_weight < 0 or distill_weight + supervised_weight == 0:
+            raise ValueError("clinical_aligner: distill_weight and supervised_weight must be >= 0, not both 0; "
+                             f"got {distill_weight} and {supervised_weight}")
+        if supervised_temperature <= 0:
+            raise ValueError(f"clinical_aligner: supervised_temperature must be > 0, got {supervised_temperature}")
+        if prior_margin < 0:
+            raise ValueError(f"clinical_aligner: prior_margin must be >= 0, got {prior_margin}")
         register_extensions()
         self.vocab = vocab
         self.model = model
@@ -139,6 +180,12 @@ class ClinicalAligner(TrainablePipe):
             "sinkhorn_iterations": sinkhorn_iterations,
             "store_matrix": store_matrix,
             "on_missing_source": on_missing_source,
+            "document_prior": document_prior,
+            "prior_margin": prior_margin,
+            "prior_skip_z": prior_skip_z,
+            "distill_weight": distill_weight,
+            "supervised_weight": supervised_weight,
+            "supervised_temperature": supervised_temperature,
         }
 
     # -- inference -------------------------------------------------------------------------------
@@ -183,9 +230,13 @@ class ClinicalAligner(TrainablePipe):
             if pair is None:
                 doc._.alignment = None
                 continue
+            allowed = None
+            if cfg.get("document_prior", False):
+                allowed = document_band(pair.cosine, doc, doc._.source, margin=cfg.get("prior_margin", 3),
+                                        skip_z=cfg.get("prior_skip_z", 1.0))
             doc._.alignment = alignment_from_scores(
                 pair, cfg["method"], cfg["threshold"], cfg["temperature"], cfg["sinkhorn_iterations"],
-                store_matrix=cfg["store_matrix"], target=doc, source=doc._.source,
+                store_matrix=cfg["store_matrix"], target=doc, source=doc._.source, allowed=allowed,
             )
 
     # -- set-up and evaluation --------------------------------------------------------------------
@@ -220,28 +271,41 @@ class ClinicalAligner(TrainablePipe):
         return super().score(examples, **kwargs)
 
     # -- training: distillation of the frozen teacher ----------------------------------------------
-    def _teacher_of(self, eg: Example) -> numpy.ndarray:
+    def _targets_of(self, eg: Example) -> Tuple[Optional[numpy.ndarray], Optional[numpy.ndarray]]:
+        """(teacher matrix, gold link mask) of a training pair; at least one must be there."""
         teacher = eg.reference._.teacher
         source = eg.predicted._.source
-        if teacher is None:
-            raise ValueError(
-                f"{self.name}: a training example has no teacher matrix (`reference._.teacher`); build the "
-                "training corpus with `python -m spacy_clinalign build-teacher`"
-            )
         if source is None:
             raise ValueError(f"{self.name}: a training example's predicted Doc has no `_.source`")
-        if teacher.shape != (len(eg.predicted), len(source)):
+        shape = (len(eg.predicted), len(source))
+        gold_alignment = eg.reference._.alignment
+        gold = None
+        if gold_alignment is not None and gold_alignment.method == "gold":
+            if (gold_alignment.n_target, gold_alignment.n_source) != shape:
+                raise ValueError(f"{self.name}: gold links for a {gold_alignment.n_target} x {gold_alignment.n_source} "
+                                 f"pair do not fit the example ({shape[0]} target x {shape[1]} source tokens)")
+            gold = numpy.zeros(shape, dtype=bool)
+            sure = gold_alignment.links[gold_alignment.sure]
+            gold[sure[:, 0], sure[:, 1]] = True
+        if teacher is None and gold is None:
+            raise ValueError(
+                f"{self.name}: a training example has no teacher matrix (`reference._.teacher`; build the corpus "
+                "with `python -m spacy_clinalign build-teacher`) and no gold links (`reference._.alignment`, from "
+                "a gold reader such as spacy-clinalign.ParallelCorpus.v1 on a binaryalign .jsonl or talp file)"
+            )
+        if teacher is not None and teacher.shape != shape:
             raise ValueError(
                 f"{self.name}: teacher matrix {teacher.shape} does not fit the pair "
-                f"({len(eg.predicted)} target x {len(source)} source tokens)"
+                f"({shape[0]} target x {shape[1]} source tokens)"
             )
-        return teacher
+        return teacher, gold
 
     def get_loss(self, examples: Iterable[Example], vectors: List) -> Tuple[float, List]:
         """Loss and gradient for the model's output: token vectors of the targets, then of the sources.
 
-        Per pair: (1 - row-wise cosine) + (1 - column-wise cosine) between the student's cosine
-        matrix and the teacher; averaged over pairs.
+        Per pair: distill_weight x [(1 - row-wise cosine) + (1 - column-wise cosine)] between the
+        student's cosine matrix and the teacher, plus supervised_weight x the gold-link log-likelihood
+        loss; each part only where the pair has that target. Averaged over pairs.
         """
         import torch
         from thinc.api import torch2xp, xp2torch
@@ -252,10 +316,17 @@ class ClinicalAligner(TrainablePipe):
             raise ValueError(f"{self.name}: get_loss expects {2 * n} vector arrays (targets then sources), got {len(vectors)}")
         tensors = [xp2torch(v, requires_grad=True) for v in vectors]
         total = tensors[0].sum() * 0.0
+        cfg = self.cfg
         for k, eg in enumerate(examples):
-            teacher = torch.as_tensor(numpy.asarray(self._teacher_of(eg), dtype="float32"), device=tensors[k].device)
+            teacher, gold = self._targets_of(eg)
             student = student_cosine(tensors[k], tensors[n + k])
-            total = total + row_column_cosine_loss(student, teacher)
+            device = tensors[k].device
+            if teacher is not None and cfg["distill_weight"] > 0:
+                target = torch.as_tensor(numpy.asarray(teacher, dtype="float32"), device=device)
+                total = total + cfg["distill_weight"] * row_column_cosine_loss(student, target)
+            if gold is not None and cfg["supervised_weight"] > 0:
+                mask = torch.as_tensor(gold, device=device)
+                total = total + cfg["supervised_weight"] * gold_link_nll(student, mask, cfg["supervised_temperature"])
         total = total / max(n, 1)
         total.backward()
         grads = [

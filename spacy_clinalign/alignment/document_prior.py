@@ -1,0 +1,165 @@
+"""Document structure for word alignment: align sentences first, then let words link only inside the
+aligned sentence band.
+
+Source and target are encoded independently, so nothing in a token's vector tells a "the" in sentence 3
+from a "the" in sentence 30; on whole documents word links jump between sentences. As Vecalign and
+Bertalign do for sentence alignment, a monotone dynamic programme over segments (1-1, 1-2, 2-1 merges and
+skipped segments on either side) finds which target sentences translate which source sentences. Segment
+similarity comes from the word cosine matrix itself (BERTScore-style greedy matching, F of the two
+directions), so no second encoder pass is needed. Word links are then kept inside the aligned blocks,
+widened by a few tokens to forgive sentence-splitting errors; a target sentence that the programme leaves
+unaligned (an insertion, or a split it missed) may still link into the source gap between its aligned
+neighbours, so an omission or insertion in the translation costs only the sentences involved.
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.tokens import Doc
+
+Segment = Tuple[int, int]  # token range [start, end)
+SENTENCE_END = (".", "!", "?", "。", "!", "?")
+
+
+def segments_of(doc: Doc) -> List[Segment]:
+    """Sentence ranges of a Doc: its own sentence boundaries when a parser or sentencizer set them;
+    otherwise a token ending in sentence punctuation (or a line break) closes a sentence."""
+    n = len(doc)
+    if n == 0:
+        return []
+    if doc.has_annotation("SENT_START"):
+        return [(s.start, s.end) for s in doc.sents]
+    bounds, start = [], 0
+    for token in doc:
+        text = token.text
+        ends = (text.endswith(SENTENCE_END) and not _looks_like_abbreviation(text)) or (token.is_space and "\n" in text)
+        if ends and token.i + 1 < n:
+            bounds.append((start, token.i + 1))
+            start = token.i + 1
+    bounds.append((start, n))
+    return bounds
+
+
+def _looks_like_abbreviation(text: str) -> bool:
+    """"Dr." or "i.e." end in a period but rarely a sentence; a bare "." or "word." does."""
+    core = text.rstrip(".!?")
+    return len(core) > 0 and ("." in core or (len(core) <= 2 and core[:1].isupper()))
+
+
+@dataclass
+class SegmentLink:
+    target: Segment  # token range of one or two target segments, or empty when the source was skipped
+    source: Segment  # token range of one or two source segments, or empty when the target was skipped
+
+
+def _reduce(matrix: numpy.ndarray, starts: Sequence[int], axis: int, how) -> numpy.ndarray:
+    return how.reduceat(matrix, numpy.asarray(starts, dtype="int64"), axis=axis)
+
+
+def align_segments(cosine: numpy.ndarray, target_segments: Sequence[Segment], source_segments: Sequence[Segment],
+                   skip_z: float = 1.0, window: Optional[int] = None) -> List[SegmentLink]:
+    """Monotone alignment of target and source segments (rows x columns of `cosine`).
+
+    Each move gains (z - skip_z) per segment it covers, where z is the move's similarity standardised
+    against all 1-1 segment pairs; skipping a segment gains 0. So two segments are aligned only when
+    they are clearly more alike than segments are in general, and merges win only when the merged
+    similarity beats a 1-1 link plus a skip. On long documents the programme only visits cells within
+    `window` segments of the diagonal (default: all cells up to 500 x 500 segments, else 10% + 20)."""
+    n_t, n_s = len(target_segments), len(source_segments)
+    if n_t == 0 or n_s == 0:
+        return []
+    t_starts = [a for a, _ in target_segments]
+    s_starts = [a for a, _ in source_segments]
+    t_len = numpy.array([b - a for a, b in target_segments], dtype="float64")
+    s_len = numpy.array([b - a for a, b in source_segments], dtype="float64")
+    best_src = _reduce(cosine, s_starts, 1, numpy.maximum)  # (tokens_t, n_s): each target token's best in each source seg
+    best_tgt = _reduce(cosine, t_starts, 0, numpy.maximum)  # (n_t, tokens_s)
+    recall = _reduce(best_src, t_starts, 0, numpy.add)  # (n_t, n_s): sums over target tokens
+    precision = _reduce(best_tgt, s_starts, 1, numpy.add)  # (n_t, n_s): sums over source tokens
+
+    def f_score(r_sum, r_n, p_sum, p_n):
+        r, p = r_sum / r_n, p_sum / p_n
+        return numpy.where(r + p > 0, 2 * r * p / numpy.maximum(r + p, 1e-9), 0.0)
+
+    f11 = f_score(recall, t_len[:, None], precision, s_len[None, :])
+    mean, std = float(f11.mean()), float(f11.std()) or 1.0
+    z11 = (f11 - mean) / std
+    neg = -numpy.inf
+    # 1-2: target a with source b, b+1
+    z12 = numpy.full((n_t, n_s), neg)
+    if n_s > 1:
+        merged = _reduce(numpy.maximum(best_src[:, :-1], best_src[:, 1:]), t_starts, 0, numpy.add)
+        z12[:, :-1] = (f_score(merged, t_len[:, None], precision[:, :-1] + precision[:, 1:],
+                               (s_len[:-1] + s_len[1:])[None, :]) - mean) / std
+    # 2-1: target a, a+1 with source b
+    z21 = numpy.full((n_t, n_s), neg)
+    if n_t > 1:
+        merged = _reduce(numpy.maximum(best_tgt[:-1], best_tgt[1:]), s_starts, 1, numpy.add)
+        z21[:-1, :] = (f_score(recall[:-1] + recall[1:], (t_len[:-1] + t_len[1:])[:, None], merged,
+                               s_len[None, :]) - mean) / std
+
+    score = numpy.full((n_t + 1, n_s + 1), neg)
+    back = numpy.zeros((n_t + 1, n_s + 1), dtype="int8")
+    score[0, 0] = 0.0
+    moves = ((1, 1), (1, 2), (2, 1), (1, 0), (0, 1))
+    if window is None:
+        window = max(n_t, n_s) if n_t * n_s <= 250_000 else int(0.1 * max(n_t, n_s)) + 20
+    slope = n_s / n_t
+    for a in range(n_t + 1):
+        centre = a * slope
+        lo = 0 if a == n_t else max(0, int(centre - window))
+        hi = n_s if a == n_t else min(n_s, int(centre + window) + 1)
+        for b in range(lo, hi + 1):
+            if a == 0 and b == 0:
+                continue
+            best, arg = neg, 0
+            for k, (da, db) in enumerate(moves):
+                pa, pb = a - da, b - db
+                if pa < 0 or pb < 0 or score[pa, pb] == neg:
+                    continue
+                if da and db:
+                    table = z11 if (da, db) == (1, 1) else z12 if (da, db) == (1, 2) else z21
+                    gain = (table[pa, pb] - skip_z) * (da + db)
+                else:
+                    gain = 0.0
+                if score[pa, pb] + gain > best:
+                    best, arg = score[pa, pb] + gain, k
+            score[a, b], back[a, b] = best, arg
+    links, a, b = [], n_t, n_s
+    while a > 0 or b > 0:
+        da, db = moves[back[a, b]]
+        t_range = (target_segments[a - da][0], target_segments[a - 1][1]) if da else (0, 0)
+        s_range = (source_segments[b - db][0], source_segments[b - 1][1]) if db else (0, 0)
+        links.append(SegmentLink(t_range, s_range))
+        a, b = a - da, b - db
+    return links[::-1]
+
+
+def band_mask(n_target: int, n_source: int, links: Sequence[SegmentLink], margin: int = 3) -> numpy.ndarray:
+    """(n_target, n_source) bool: the cells word links may use. Aligned blocks are widened by `margin`
+    source tokens; a skipped target segment may use the source gap between its aligned neighbours."""
+    allowed = numpy.zeros((n_target, n_source), dtype=bool)
+    aligned = [(i, l) for i, l in enumerate(links) if l.target[1] > l.target[0] and l.source[1] > l.source[0]]
+    for _, link in aligned:
+        (t0, t1), (s0, s1) = link.target, link.source
+        allowed[t0:t1, max(0, s0 - margin):min(n_source, s1 + margin)] = True
+    for i, link in enumerate(links):
+        t0, t1 = link.target
+        if t1 <= t0 or link.source[1] > link.source[0]:
+            continue
+        before = [l.source[1] for j, l in aligned if j < i]
+        after = [l.source[0] for j, l in aligned if j > i]
+        s0 = before[-1] if before else 0
+        s1 = after[0] if after else n_source
+        allowed[t0:t1, max(0, s0 - margin):min(n_source, max(s1, s0) + margin)] = True
+    return allowed
+
+
+def document_band(cosine: numpy.ndarray, target: Doc, source: Doc, margin: int = 3,
+                  skip_z: float = 1.0) -> Optional[numpy.ndarray]:
+    """The allowed-cell mask for a pair, or None when either side is a single segment (nothing to do)."""
+    t_segs, s_segs = segments_of(target), segments_of(source)
+    if len(t_segs) < 2 or len(s_segs) < 2:
+        return None
+    links = align_segments(numpy.asarray(cosine, dtype="float32"), t_segs, s_segs, skip_z=skip_z)
+    return band_mask(len(target), len(source), links, margin=margin)
