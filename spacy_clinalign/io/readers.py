@@ -52,6 +52,43 @@ def create_parallel_corpus_reader(
     return read
 
 
+@registry.readers("spacy-clinalign.PairCorpora.v1")
+def create_pair_corpora_reader(
+    paths: List[str], one_based: bool = True, limit: int = 0, exclude_sentences_of: List[str] = [],
+) -> Callable[[Language], Iterable[Example]]:
+    """Several pair corpora as one training stream, for mixing distillation and supervision: each entry is
+    a teacher DocBin (`.spacy`, from build-teacher), a binaryalign `.jsonl` gold file, or a talp pair
+    `PARALLEL_FILE|GOLD_FILE`. `exclude_sentences_of` lists evaluation files (same forms) whose
+    sentences must not be trained on: a training pair sharing a source or target sentence with them is
+    dropped (binaryalign's en-fr hansards and en-ro train files hold the awesome-align gold sentences).
+    `limit` applies to each corpus."""
+    from ..training.contamination import sentence_key, sentence_keys
+
+    if not paths:
+        raise ValueError("PairCorpora.v1: `paths` is empty; give at least one corpus")
+
+    def split(entry: str) -> Tuple[str, Optional[str]]:
+        path, _, gold = str(entry).partition("|")
+        return path, gold or None
+
+    def read(nlp: Language) -> Iterator[Example]:
+        banned = set()
+        for entry in exclude_sentences_of:
+            path, gold = split(entry)
+            banned |= sentence_keys(read_gold_set(path, gold, one_based))
+        for entry in paths:
+            path, gold = split(entry)
+            corpus = create_parallel_corpus_reader(Path(path), Path(gold) if gold else None, one_based, limit)
+            for eg in corpus(nlp):
+                source = eg.reference._.source
+                if banned and (sentence_key([t.text for t in eg.reference]) in banned
+                               or sentence_key([t.text for t in source]) in banned):
+                    continue
+                yield eg
+
+    return read
+
+
 def read_pair_docbin(nlp: Language, path: Path, limit: int = 0) -> Iterator[Example]:
     """Examples from a DocBin of target Docs carrying `_.source` (and `_.teacher` / `_.alignment` gold)."""
     if not Path(path).exists():

@@ -20,6 +20,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from ..alignment.matrix import EXTRACTION_METHODS, PairScores, pair_scores
 from ..alignment.document_prior import document_band
+from ..models import span_getters as _span_getters  # noqa: F401  (registers sentence_spans.v1)
 from ..alignment.relink import alignment_from_scores
 from ..alignment.losses import gold_link_nll, row_column_cosine_loss, student_cosine
 from ..encoders import check_encoder_folder, quiet_transformers
@@ -38,7 +39,7 @@ mixed_precision = false
 grad_scaler_config = {}
 
 [model.get_spans]
-@span_getters = "spacy-transformers.strided_spans.v1"
+@span_getters = "spacy-clinalign.sentence_spans.v1"
 window = 128
 stride = 96
 """
@@ -65,7 +66,7 @@ def _has_text(doc: Doc) -> bool:
         "store_matrix": True,
         "on_missing_source": "warn",
         "document_prior": True,
-        "prior_margin": 3,
+        "prior_margin": 0,
         "prior_skip_z": 1.0,
         "distill_weight": 1.0,
         "supervised_weight": 1.0,
@@ -146,7 +147,7 @@ class ClinicalAligner(TrainablePipe):
         store_matrix: bool = True,
         on_missing_source: str = "warn",
         document_prior: bool = True,
-        prior_margin: int = 3,
+        prior_margin: int = 0,
         prior_skip_z: float = 1.0,
         distill_weight: float = 1.0,
         supervised_weight: float = 1.0,
@@ -232,7 +233,7 @@ class ClinicalAligner(TrainablePipe):
                 continue
             allowed = None
             if cfg.get("document_prior", False):
-                allowed = document_band(pair.cosine, doc, doc._.source, margin=cfg.get("prior_margin", 3),
+                allowed = document_band(pair.cosine, doc, doc._.source, margin=cfg.get("prior_margin", 0),
                                         skip_z=cfg.get("prior_skip_z", 1.0))
             doc._.alignment = alignment_from_scores(
                 pair, cfg["method"], cfg["threshold"], cfg["temperature"], cfg["sinkhorn_iterations"],

@@ -59,10 +59,13 @@ def test_a_dropped_paragraph_costs_only_itself():
     aligned = [(l.target, l.source) for l in links if l.target[1] > l.target[0] and l.source[1] > l.source[0]]
     assert aligned == [((0, 6), (0, 6)), ((6, 12), (6, 12)), ((12, 18), (18, 24))]
     allowed = band_mask(18, 24, links, margin=0)
-    assert not allowed[:, 12:18].any()  # nobody links into the untranslated paragraph
+    assert not allowed[:6, 12:18].any()  # far sentences never reach the untranslated paragraph
+    assert allowed[6:12, 12:18].all() and allowed[12:18, 12:18].all()  # its neighbours may, if it matches
+    assert allowed.any(axis=0).all() and allowed.any(axis=1).all()  # every token can still be linked
     pair = PairScores(cos, numpy.ones(18, "float32"), numpy.ones(24, "float32"))
     banded = alignment_from_scores(pair, "argmax", allowed=allowed)
     assert (18, 12) in banded.pairs() and (0, 0) in banded.pairs()  # (source, target)
+    assert not any(12 <= j < 18 for j, _ in banded.pairs())  # nothing matches the dropped paragraph
 
 
 def test_segments_from_punctuation_and_from_a_sentencizer():
