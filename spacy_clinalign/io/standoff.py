@@ -97,10 +97,15 @@ def entities_to_spans(doc: Doc, entities: Sequence[Entity], where: str) -> List[
     return spans
 
 
-def write_ann(path: Path, spans: Iterable[Span]) -> None:
-    """Spans as brat entity (T) lines."""
+def format_ann(spans: Iterable[Span]) -> str:
+    """Spans as brat entity (T) lines, numbered T1, T2... in the order given."""
     lines = []
     for k, span in enumerate(spans, start=1):
         text = " ".join(span.text.splitlines())
         lines.append(f"T{k}\t{span.label_} {span.start_char} {span.end_char}\t{text}")
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return "".join(line + "\n" for line in lines)
+
+
+def write_ann(path: Path, spans: Iterable[Span]) -> None:
+    """Spans as brat entity (T) lines, written atomically."""
+    atomic_write_text(path, format_ann(spans))
