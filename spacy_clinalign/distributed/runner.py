@@ -9,6 +9,7 @@ restarted and its chunk retried (`max_restarts`, `max_task_retries`)."""
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -150,7 +151,7 @@ def run_ray(task: CorpusTask, out_dir, batch_size: int = 8, *, address: Optional
     statuses: Dict[str, Tuple[str, str]] = {}
     if pending:
         ray = connect_ray(address)
-        from ray.data import DataContext
+        from ray.data import ActorPoolStrategy, DataContext
 
         context = DataContext.get_current()
         context.enable_progress_bars = progress
@@ -160,12 +161,15 @@ def run_ray(task: CorpusTask, out_dir, batch_size: int = 8, *, address: Optional
         summary.startup_seconds = time.perf_counter() - start
         rows = [{"chunk": i, "records": json.dumps(chunk)} for i, chunk in enumerate(pending)]
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
-        results = dataset.map_batches(
-            ChunkWorker, batch_size=1, concurrency=workers, num_cpus=cpus_per_worker, num_gpus=num_gpus,
-            fn_constructor_kwargs={"task": task, "out_dir": str(out_dir), "use_gpu": num_gpus > 0,
-                                   "threads": max(int(cpus_per_worker), 1)},
-            max_restarts=max_restarts, max_task_retries=max_task_retries,
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 takes actor restarts only through **ray_remote_args, which it marks as deprecated
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+            results = dataset.map_batches(
+                ChunkWorker, batch_size=1, compute=ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker, num_gpus=num_gpus,
+                fn_constructor_kwargs={"task": task, "out_dir": str(out_dir), "use_gpu": num_gpus > 0,
+                                       "threads": max(int(cpus_per_worker), 1)},
+                max_restarts=max_restarts, max_task_retries=max_task_retries,
+            )
         for row in results.iter_rows():
             # a retried chunk reports its documents again; the first "written" (or error) stands
             previous = statuses.get(row["name"])

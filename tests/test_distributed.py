@@ -1,0 +1,186 @@
+"""Corpus runs: one process vs a local Ray with 2 CPU workers (same bytes), a worker killed mid-run,
+resume, bad documents in errors.tsv, and the message when Ray is missing."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+
+from conftest import aligner_config
+from spacy_clinalign.distributed import (
+    ERRORS_FILE, AlignTask, ProjectTask, read_errors, require_ray, run_local, run_ray, write_atomic,
+)
+
+WORDS_ES = ["paciente", "con", "dolor", "abdominal", "y", "fiebre", "alta", "desde", "hace", "tres", "días",
+            "se", "observa", "deficiencia", "de", "calcio", "en", "la", "analítica"]
+WORDS_EN = ["patient", "with", "abdominal", "pain", "and", "high", "fever", "for", "three", "days", "the",
+            "test", "shows", "calcium", "deficiency", "in", "blood"]
+N_DOCS = 20
+BAD_ANN, BAD_UTF8 = "doc05", "doc13"
+
+
+def _write_corpus(root: Path) -> Path:
+    """20 document pairs with brat annotations; one has a malformed .ann line, one is not UTF-8."""
+    src, tgt = root / "es", root / "en"
+    src.mkdir(parents=True)
+    tgt.mkdir()
+    for k in range(N_DOCS):
+        name = f"doc{k:02d}"
+        words = [WORDS_ES[(k * 7 + i * 3) % len(WORDS_ES)] for i in range(8 + (k * 5) % 23)]
+        text = " ".join(words) + "."
+        (src / f"{name}.txt").write_text(text, encoding="utf8")
+        (tgt / f"{name}.txt").write_text(" ".join(WORDS_EN[(k + i * 5) % len(WORDS_EN)] for i in range(6 + (k * 3) % 19)) + ".",
+                                         encoding="utf8")
+        first, second = words[1], words[4]
+        start2 = text.index(" " + second + " ") + 1 if " " + second + " " in text else text.index(second)
+        ann = f"T1\tDISEASE 0 {len(words[0])}\t{words[0]}\nT2\tSYMPTOM {start2} {start2 + len(second)}\t{second}\n"
+        if name == BAD_ANN:
+            ann += "T3\tDISEASE four five\tbroken\n"
+        (src / f"{name}.ann").write_text(ann, encoding="utf8")
+        assert first
+    (src / f"{BAD_UTF8}.txt").write_bytes(b"dolor \xff\xfe abdominal")
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return _write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(tmp_path_factory, tiny_encoder) -> Path:
+    """A saved pipeline with clinical_aligner + span_projector over the tiny encoder."""
+    nlp = spacy.blank("xx")
+    nlp.add_pipe("clinical_aligner", config=aligner_config(tiny_encoder, store_matrix=True))
+    nlp.add_pipe("span_projector", config={"threshold": 0.1})
+    nlp.initialize()
+    path = tmp_path_factory.mktemp("pipeline") / "aligner"
+    nlp.to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = require_ray()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # the test module's Task subclass travels to the workers by value (they cannot import tests/)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    ray.shutdown()
+
+
+def _task(corpus: Path, pipeline_dir: Path, cls=ProjectTask, **kwargs):
+    return cls(str(pipeline_dir), corpus / "es", corpus / "en", layer=2, **kwargs)
+
+
+def _files(folder: Path):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def single_process(corpus, pipeline_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    summary = run_local(_task(corpus, pipeline_dir), out, batch_size=3, progress=False)
+    return out, summary
+
+
+def test_single_process_outputs_and_errors_file(single_process):
+    out, summary = single_process
+    assert (summary.total, summary.written, summary.skipped) == (N_DOCS, N_DOCS - 2, 0)
+    errors = dict(read_errors(out))
+    assert sorted(errors) == [BAD_ANN, BAD_UTF8]
+    assert "malformed brat entity line" in errors[BAD_ANN] and f"{BAD_ANN}.ann:3" in errors[BAD_ANN]
+    assert "UnicodeDecodeError" in errors[BAD_UTF8]
+    files = _files(out)
+    good = [f"doc{k:02d}" for k in range(N_DOCS) if f"doc{k:02d}" not in errors]
+    assert all(f"{n}.ann" in files and f"{n}.txt" in files for n in good)
+    assert f"{BAD_ANN}.ann" not in files and f"{BAD_UTF8}.txt" not in files
+    assert any(files[f"{n}.ann"].startswith(b"T1\t") for n in good)  # something was projected
+    assert files["unprojected.tsv"].startswith(b"filename\tlabel")
+    assert not [f for f in files if f.endswith(".tmp")]
+
+
+def test_ray_two_workers_byte_identical_to_single_process(single_process, local_ray, corpus, pipeline_dir, tmp_path):
+    summary = run_ray(_task(corpus, pipeline_dir), tmp_path, batch_size=3, workers=2)
+    assert (summary.written, len(summary.errors)) == (N_DOCS - 2, 2)
+    assert _files(tmp_path) == _files(single_process[0])
+    # a rerun finds everything done: nothing is processed again (failed documents are retried)
+    again = run_ray(_task(corpus, pipeline_dir), tmp_path, batch_size=3, workers=2)
+    assert (again.written, again.skipped, len(again.errors)) == (0, N_DOCS - 2, 2)
+    assert _files(tmp_path) == _files(single_process[0])
+
+
+class CrashingProjectTask(ProjectTask):
+    """Kills its worker process (os._exit, no cleanup) the first time it meets `crash_on`; a marker
+    file records that it happened. Every document it serializes is logged, to count attempts."""
+
+    def __init__(self, *args, crash_on: str, marker_dir: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.crash_on, self.marker_dir = crash_on, Path(marker_dir)
+
+    def process(self, state, records):
+        crashed = self.marker_dir / "crashed"
+        if any(r["name"] == self.crash_on for r in records) and not crashed.exists():
+            crashed.write_text(str(os.getpid()))
+            os._exit(1)
+        return super().process(state, records)
+
+    def serialize(self, state, record, doc):
+        with open(self.marker_dir / "serialized.log", "a", encoding="utf8") as f:
+            f.write(record["name"] + "\n")
+        return super().serialize(state, record, doc)
+
+
+def test_ray_worker_killed_mid_run_every_document_written_once(single_process, local_ray, corpus, pipeline_dir, tmp_path):
+    out, log_dir = tmp_path / "out", tmp_path / "log"
+    log_dir.mkdir()
+    task = _task(corpus, pipeline_dir, CrashingProjectTask, crash_on="doc10", marker_dir=str(log_dir))
+    summary = run_ray(task, out, batch_size=3, workers=2)
+    assert (log_dir / "crashed").exists()  # a worker really died mid-run
+    assert (summary.written, len(summary.errors)) == (N_DOCS - 2, 2)
+    assert _files(out) == _files(single_process[0])
+    serialized = (log_dir / "serialized.log").read_text(encoding="utf8").split()
+    assert sorted(serialized) == sorted(set(serialized)) and len(serialized) == N_DOCS - 2  # once each
+
+
+def test_resume_runs_only_missing_documents(single_process, corpus, pipeline_dir, tmp_path):
+    out = tmp_path / "out"
+    single = _files(single_process[0])
+    for rel, data in single.items():
+        write_atomic(out / rel, data)
+    (out / "doc07.ann").unlink()  # as if the run had stopped before doc07 was complete
+    summary = run_local(_task(corpus, pipeline_dir), out, batch_size=3, progress=False)
+    assert (summary.written, summary.skipped, len(summary.errors)) == (1, N_DOCS - 3, 2)
+    assert _files(out) == single
+
+
+def test_align_on_ray_matches_single_process_align(local_ray, pipeline_dir, tmp_path):
+    from spacy_clinalign.cli import main
+
+    lines = [" ".join(WORDS_ES[i:i + 3 + i % 5]) + " ||| " + " ".join(WORDS_EN[i:i + 2 + i % 6]) for i in range(12)]
+    good = tmp_path / "good.src-tgt"
+    good.write_text("\n".join(lines[:11]) + "\n", encoding="utf8")
+    main(["align", str(pipeline_dir), str(good), str(tmp_path / "single.pharaoh"), "--batch-size", "4"])
+    # the same pairs plus a malformed last line (the chunks of 4 stay the same)
+    bad = tmp_path / "bad.src-tgt"
+    bad.write_text("\n".join(lines[:11] + ["no separator here"]) + "\n", encoding="utf8")
+    summary = run_ray(AlignTask(str(pipeline_dir), bad, tmp_path / "ray.pharaoh"), tmp_path / "parts", batch_size=4)
+    assert summary.written == 11 and [name for name, _ in summary.errors] == ["000000012"]
+    assert "bad.src-tgt:12: expected exactly one ' ||| '" in summary.errors[0][1]
+    # one line per input line, the failed one empty, the rest byte-identical to the single-process align
+    assert (tmp_path / "ray.pharaoh").read_bytes() == (tmp_path / "single.pharaoh").read_bytes() + b"\n"
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"spacy-clinalign\[ray\]"):
+        require_ray()
+
+
+def test_bad_corpus_arguments_are_clear(tmp_path, pipeline_dir):
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        run_local(ProjectTask(str(pipeline_dir), tmp_path / "nope", tmp_path), tmp_path / "out", progress=False)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        run_local(ProjectTask(str(pipeline_dir), tmp_path, tmp_path), tmp_path / "out", batch_size=0, progress=False)
+    assert not (tmp_path / "out" / ERRORS_FILE).exists()
