@@ -9,7 +9,7 @@ import spacy
 
 from conftest import aligner_config
 from spacy_clinalign.distributed import (
-    ERRORS_FILE, AlignTask, ProjectTask, read_errors, require_ray, run_local, run_ray, write_atomic,
+    ERRORS_FILE, AlignTask, LinkTask, ProjectTask, read_errors, require_ray, run_local, run_ray, write_atomic,
 )
 
 WORDS_ES = ["paciente", "con", "dolor", "abdominal", "y", "fiebre", "alta", "desde", "hace", "tres", "días",
@@ -184,3 +184,29 @@ def test_bad_corpus_arguments_are_clear(tmp_path, pipeline_dir):
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         run_local(ProjectTask(str(pipeline_dir), tmp_path, tmp_path), tmp_path / "out", batch_size=0, progress=False)
     assert not (tmp_path / "out" / ERRORS_FILE).exists()
+
+
+def test_link_task_writes_codes_per_document(tmp_path):
+    from spacy_clinalign.linking.catalog import Catalog
+
+    nlp = spacy.blank("es")
+    linker = nlp.add_pipe("icd_linker", config={"channels": "bm25", "query_prefix": "", "passage_prefix": ""})
+    linker.initialize(catalog=Catalog([("J18.9", ["neumonía"]), ("R50.9", ["fiebre"]), ("N28.1", ["quiste renal"])]))
+    nlp.to_disk(tmp_path / "linker")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Paciente con neumonía y fiebre.", encoding="utf8")
+    (docs / "a.ann").write_text("T1\tDIS 13 21\tneumonía\nT2\tSYM 24 30\tfiebre\n", encoding="utf8")
+    (docs / "b.txt").write_text("Quiste renal derecho.", encoding="utf8")
+    (docs / "b.ann").write_text("T1\tDIS 0 12\tQuiste renal\n", encoding="utf8")
+    (docs / "c.txt").write_text("Sin hallazgos.", encoding="utf8")
+    (docs / "c.ann").write_text("T1\tDIS 0 40\tSin hallazgos\n", encoding="utf8")  # offsets past the text
+    out = tmp_path / "out"
+    summary = run_local(LinkTask(str(tmp_path / "linker"), docs), out, batch_size=2, progress=False)
+    assert (summary.written, [n for n, _ in summary.errors]) == (2, ["c"])
+    assert "outside the text" in summary.errors[0][1]
+    assert (out / "a.ann").read_text(encoding="utf8") == (
+        "T1\tDIS 13 21\tneumonía\nN1\tReference T1 ICD10:J18.9\tneumonía\n"
+        "T2\tSYM 24 30\tfiebre\nN2\tReference T2 ICD10:R50.9\tfiebre\n")
+    rows = [line.split("\t") for line in (out / "links.tsv").read_text(encoding="utf8").splitlines()]
+    assert rows[0] == LinkTask.HEADER and [(r[0], r[5]) for r in rows[1:]] == [("a", "J18.9"), ("a", "R50.9"), ("b", "N28.1")]
