@@ -210,3 +210,18 @@ def test_link_task_writes_codes_per_document(tmp_path):
         "T2\tSYM 24 30\tfiebre\nN2\tReference T2 ICD10:R50.9\tfiebre\n")
     rows = [line.split("\t") for line in (out / "links.tsv").read_text(encoding="utf8").splitlines()]
     assert rows[0] == LinkTask.HEADER and [(r[0], r[5]) for r in rows[1:]] == [("a", "J18.9"), ("a", "R50.9"), ("b", "N28.1")]
+
+
+def test_codiesp_x_annotations(tmp_path):
+    from spacy_clinalign.io.standoff import read_codiesp_x
+
+    path = tmp_path / "devX.tsv"
+    path.write_text("d1\tDIAGNOSTICO\tn44.8\tteste aumentado\t10 25\nd1\tPROCEDIMIENTO\t3e02329\tEstreptomicina intramuscular\t40 54;60 73\n"
+                    "d2\tDIAGNOSTICO\tr50.9\tfiebre\t0 6\n", encoding="utf8")
+    found = read_codiesp_x([path])
+    assert [(e.id, e.label, e.fragments) for e in found["d1"]] == [("T1", "DIAGNOSTICO", [(10, 25)]),
+                                                                  ("T2", "PROCEDIMIENTO", [(40, 54), (60, 73)])]
+    assert found["d2"][0].text == "fiebre"
+    path.write_text("d1\tDIAGNOSTICO\tn44.8\tteste\t10-25\n", encoding="utf8")
+    with pytest.raises(ValueError, match=r"devX.tsv:1: malformed CodiEsp-X row"):
+        read_codiesp_x([path])

@@ -110,7 +110,7 @@ def _concat_parts(out_dir: Path, folder: str, names: Sequence[str], marker: Call
 
 # ---------------------------------------------------------------------------------------------------
 class ProjectTask(CorpusTask):
-    """Project brat `.ann` (or SPACCC TSV) annotations of SOURCE_DIR/NAME.txt onto TARGET_DIR/NAME.txt.
+    """Project brat `.ann` (or SPACCC / CodiEsp-X TSV) annotations of SOURCE_DIR/NAME.txt onto TARGET_DIR/NAME.txt.
 
     Per document: NAME.txt (the translation), unprojected/NAME.tsv (source spans with no confident
     target) and NAME.ann (the projected spans, the marker). `finalize` joins the parts into unprojected.tsv."""
@@ -119,23 +119,27 @@ class ProjectTask(CorpusTask):
     UNPROJECTED_HEADER = ["filename", "label", "source_start", "source_end", "source_text", "best_score"]
 
     def __init__(self, model: str, source_dir, target_dir, *, tsv: Optional[Sequence] = None,
-                 annotated_only: bool = False, source_lang: str = "es", layer: int = 8,
+                 tsv_format: str = "spaccc", annotated_only: bool = False, source_lang: str = "es", layer: int = 8,
                  threshold: Optional[float] = None, temperature: Optional[float] = None):
         self.model = str(model)
         self.source_dir, self.target_dir = Path(source_dir), Path(target_dir)
         self.tsv = [str(p) for p in tsv] if tsv else None
+        if tsv_format not in ("spaccc", "codiesp-x"):
+            raise ValueError(f"project: tsv_format must be 'spaccc' or 'codiesp-x', got {tsv_format!r}")
+        self.tsv_format = tsv_format
         self.annotated_only = annotated_only
         self.source_lang, self.layer = source_lang, layer
         self.threshold, self.temperature = threshold, temperature
 
     def records(self) -> List[Dict[str, Any]]:
-        from ..io.standoff import read_spaccc_tsv
+        from ..io.standoff import read_codiesp_x, read_spaccc_tsv
 
         for folder in (self.source_dir, self.target_dir):
             if not folder.is_dir():
                 raise FileNotFoundError(f"project: {folder} is not a folder")
         names = sorted(p.stem for p in self.source_dir.glob("*.txt"))
-        tsv = read_spaccc_tsv([Path(p) for p in self.tsv]) if self.tsv else None
+        reader = read_codiesp_x if self.tsv_format == "codiesp-x" else read_spaccc_tsv
+        tsv = reader([Path(p) for p in self.tsv]) if self.tsv else None
         records = []
         if tsv is not None:
             for name in sorted(set(tsv) - set(names)):

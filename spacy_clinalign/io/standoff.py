@@ -71,6 +71,26 @@ def read_spaccc_tsv(paths: Iterable[Path], map_labels: bool = True) -> Dict[str,
     return result
 
 
+def read_codiesp_x(paths: Iterable[Path]) -> Dict[str, List[Entity]]:
+    """Mentions per document name from CodiEsp-X TSV files (no header): filename, DIAGNOSTICO or
+    PROCEDIMIENTO, code, text, `start end[;start end]`; the label is kept, the code is not an entity field."""
+    result: Dict[str, List[Entity]] = {}
+    for path in paths:
+        with Path(path).open(encoding="utf8", newline="") as f:
+            for n, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+                if not row:
+                    continue
+                try:
+                    name, label, _code, text, offsets = row
+                    fragments = [(int(a), int(b)) for a, b in (frag.split() for frag in offsets.split(";"))]
+                except ValueError:
+                    raise ValueError(f"{path}:{n}: malformed CodiEsp-X row {row!r} (expected filename, label, code, "
+                                     f"text, 'start end[;start end]')") from None
+                mentions = result.setdefault(name, [])
+                mentions.append(Entity(f"T{len(mentions) + 1}", label, fragments, text))
+    return result
+
+
 def _unquote(field: str) -> str:
     """Undo CSV quoting of a text field (outer quotes removed, doubled quotes halved), which these TSVs
     use only for texts holding quotes; fields are read unquoted so that a stray quote cannot swallow the
