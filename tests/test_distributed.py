@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import spacy
 
-from conftest import aligner_config
+from tests.conftest import aligner_config
 from spacy_clinalign.distributed import (
-    ERRORS_FILE, AlignTask, LinkTask, ProjectTask, read_errors, require_ray, run_local, run_ray, write_atomic,
+    ERRORS_FILE, AlignTask, LinkTask, ProjectTask, read_errors, require_ray, run_local, run_ray,
 )
+from spacy_clinalign.io.atomic import atomic_write_bytes
 
 WORDS_ES = ["paciente", "con", "dolor", "abdominal", "y", "fiebre", "alta", "desde", "hace", "tres", "días",
             "se", "observa", "deficiencia", "de", "calcio", "en", "la", "analítica"]
@@ -91,7 +92,7 @@ def test_single_process_outputs_and_errors_file(single_process):
     errors = dict(read_errors(out))
     assert sorted(errors) == [BAD_ANN, BAD_UTF8]
     assert "malformed brat entity line" in errors[BAD_ANN] and f"{BAD_ANN}.ann:3" in errors[BAD_ANN]
-    assert "UnicodeDecodeError" in errors[BAD_UTF8]
+    assert "not valid UTF-8" in errors[BAD_UTF8]
     files = _files(out)
     good = [f"doc{k:02d}" for k in range(N_DOCS) if f"doc{k:02d}" not in errors]
     assert all(f"{n}.ann" in files and f"{n}.txt" in files for n in good)
@@ -101,9 +102,12 @@ def test_single_process_outputs_and_errors_file(single_process):
     assert not [f for f in files if f.endswith(".tmp")]
 
 
-def test_ray_two_workers_byte_identical_to_single_process(single_process, local_ray, corpus, pipeline_dir, tmp_path):
-    summary = run_ray(_task(corpus, pipeline_dir), tmp_path, batch_size=3, workers=2)
-    assert (summary.written, len(summary.errors)) == (N_DOCS - 2, 2)
+def test_ray_two_workers_byte_identical_to_single_process(single_process, local_ray, corpus, pipeline_dir, tmp_path, capsys):
+    from spacy_clinalign.cli import main
+
+    main(["project", str(pipeline_dir), str(corpus / "es"), str(corpus / "en"), str(tmp_path), "--layer", "2",
+          "--batch-size", "3", "--ray", "--workers", "2"])
+    assert f"{N_DOCS} documents: {N_DOCS - 2} written, 0 already done, 2 failed" in capsys.readouterr().err
     assert _files(tmp_path) == _files(single_process[0])
     # a rerun finds everything done: nothing is processed again (failed documents are retried)
     again = run_ray(_task(corpus, pipeline_dir), tmp_path, batch_size=3, workers=2)
@@ -148,14 +152,14 @@ def test_resume_runs_only_missing_documents(single_process, corpus, pipeline_dir
     out = tmp_path / "out"
     single = _files(single_process[0])
     for rel, data in single.items():
-        write_atomic(out / rel, data)
+        atomic_write_bytes(out / rel, data)
     (out / "doc07.ann").unlink()  # as if the run had stopped before doc07 was complete
     summary = run_local(_task(corpus, pipeline_dir), out, batch_size=3, progress=False)
     assert (summary.written, summary.skipped, len(summary.errors)) == (1, N_DOCS - 3, 2)
     assert _files(out) == single
 
 
-def test_align_on_ray_matches_single_process_align(local_ray, pipeline_dir, tmp_path):
+def test_align_cli_on_ray_matches_single_process_align(local_ray, pipeline_dir, tmp_path):
     from spacy_clinalign.cli import main
 
     lines = [" ".join(WORDS_ES[i:i + 3 + i % 5]) + " ||| " + " ".join(WORDS_EN[i:i + 2 + i % 6]) for i in range(12)]
@@ -165,17 +169,24 @@ def test_align_on_ray_matches_single_process_align(local_ray, pipeline_dir, tmp_
     # the same pairs plus a malformed last line (the chunks of 4 stay the same)
     bad = tmp_path / "bad.src-tgt"
     bad.write_text("\n".join(lines[:11] + ["no separator here"]) + "\n", encoding="utf8")
-    summary = run_ray(AlignTask(str(pipeline_dir), bad, tmp_path / "ray.pharaoh"), tmp_path / "parts", batch_size=4)
-    assert summary.written == 11 and [name for name, _ in summary.errors] == ["000000012"]
-    assert "bad.src-tgt:12: expected exactly one ' ||| '" in summary.errors[0][1]
+    main(["align", str(pipeline_dir), str(bad), str(tmp_path / "ray.pharaoh"), "--batch-size", "4", "--ray"])
+    errors = read_errors(tmp_path / "ray.pharaoh.parts")
+    assert [name for name, _ in errors] == ["000000012"]
+    assert "bad.src-tgt:12: expected exactly one ' ||| '" in errors[0][1]
+    assert len(list((tmp_path / "ray.pharaoh.parts").glob("*.pharaoh"))) == 11
     # one line per input line, the failed one empty, the rest byte-identical to the single-process align
     assert (tmp_path / "ray.pharaoh").read_bytes() == (tmp_path / "single.pharaoh").read_bytes() + b"\n"
 
 
-def test_missing_ray_names_the_extra(monkeypatch):
+def test_missing_ray_names_the_extra(monkeypatch, tmp_path):
+    from spacy_clinalign.cli import main
+
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"spacy-clinalign\[ray\]"):
         require_ray()
+    (tmp_path / "p.src-tgt").write_text("a ||| b\n", encoding="utf8")
+    with pytest.raises(SystemExit, match=r"ray is not installed.*pip install 'spacy-clinalign\[ray\]'"):
+        main(["align", str(tmp_path), str(tmp_path / "p.src-tgt"), str(tmp_path / "out"), "--ray"])
 
 
 def test_bad_corpus_arguments_are_clear(tmp_path, pipeline_dir):
@@ -186,7 +197,7 @@ def test_bad_corpus_arguments_are_clear(tmp_path, pipeline_dir):
     assert not (tmp_path / "out" / ERRORS_FILE).exists()
 
 
-def test_link_task_writes_codes_per_document(tmp_path):
+def test_link_corpus_writes_codes_per_document(tmp_path):
     from spacy_clinalign.linking.catalog import Catalog
 
     nlp = spacy.blank("es")
@@ -205,6 +216,10 @@ def test_link_task_writes_codes_per_document(tmp_path):
     summary = run_local(LinkTask(str(tmp_path / "linker"), docs), out, batch_size=2, progress=False)
     assert (summary.written, [n for n, _ in summary.errors]) == (2, ["c"])
     assert "outside the text" in summary.errors[0][1]
+    from spacy_clinalign.cli import main
+
+    main(["link", "corpus", str(tmp_path / "linker"), str(docs), str(tmp_path / "cli"), "--batch-size", "2"])
+    assert _files(tmp_path / "cli") == _files(out)
     assert (out / "a.ann").read_text(encoding="utf8") == (
         "T1\tDIS 13 21\tneumonía\nN1\tReference T1 ICD10:J18.9\tneumonía\n"
         "T2\tSYM 24 30\tfiebre\nN2\tReference T2 ICD10:R50.9\tfiebre\n")

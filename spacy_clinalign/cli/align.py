@@ -6,15 +6,26 @@ from pathlib import Path
 from ..pipelines import DEFAULT_BATCH, align_word_pairs, load_aligner
 from .arguments import non_negative_int, positive_int
 from ..io.atomic import atomic_write_text
+from .ray_options import add_ray_arguments, run_task
 
 
 def cmd_align(args: argparse.Namespace) -> None:
+    from ..distributed import pharaoh_line
     from ..io.alignment_files import read_parallel, write_pharaoh
 
+    if args.ray is not None:
+        from ..distributed import AlignTask
+
+        if args.html:
+            raise ValueError("align: --html is not available with --ray")
+        task = AlignTask(args.model, args.input, args.output, layer=args.layer, method=args.method, probs=args.probs)
+        run_task(task, args.parts_dir or f"{args.output}.parts", args)
+        print(f"Wrote the alignments to {args.output}", file=sys.stderr)
+        return
     pairs = read_parallel(args.input)
     nlp = load_aligner(args.model, layer=args.layer, method=args.method, gpu_id=args.gpu_id)
     docs = align_word_pairs(nlp, pairs, batch_size=args.batch_size)
-    write_pharaoh(args.output, [d._.alignment.to_pharaoh(probs=args.probs) if d._.alignment else "" for d in docs])
+    write_pharaoh(args.output, [pharaoh_line(d, args.probs) for d in docs])
     print(f"Wrote {len(docs)} alignments to {args.output}", file=sys.stderr)
     if args.html:
         from ..render import render_alignment, render_page
@@ -61,6 +72,8 @@ def add_commands(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH)
     p.add_argument("--html", help="also write an HTML heatmap view of the first pairs here")
     p.add_argument("--html-limit", type=positive_int, default=20)
+    p.add_argument("--parts-dir", help="with --ray: one file per input line here (default OUTPUT.parts); reruns resume")
+    add_ray_arguments(p)
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("evaluate-alignment", help="AER / precision / recall / F1 of Pharaoh links against gold")

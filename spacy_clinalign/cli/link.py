@@ -11,6 +11,7 @@ from ..io.linking_mentions import mention_pairs, read_mentions
 from ..linking.catalog import load_catalog
 from ..scoring.linking import evaluate_linking_systems, format_table
 from .arguments import non_negative_int, positive_int
+from .ray_options import add_ray_arguments, run_task
 from ..io.atomic import atomic_write_text
 
 
@@ -101,6 +102,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         atomic_write_text(args.output, srsly.json_dumps({**result, "missing_codes": missing}, indent=2) + "\n")
 
 
+def cmd_corpus(args: argparse.Namespace) -> None:
+    from ..distributed import LinkTask
+
+    run_task(LinkTask(args.pipeline, args.input_dir, mentions=args.mentions), args.output_dir, args, gpu_id=args.gpu_id)
+    print(f"links of every document in {Path(args.output_dir) / 'links.tsv'}")
+
+
 def add_commands(sub) -> None:
     link = sub.add_parser("link", help="ICD-10 linking: catalogues, training, pipelines, evaluation")
     cmds = link.add_subparsers(dest="link_command", required=True)
@@ -157,3 +165,15 @@ def add_commands(sub) -> None:
     p.add_argument("--limit", type=non_negative_int, default=None)
     p.add_argument("--output", type=Path, default=None)
     p.set_defaults(func=cmd_evaluate)
+
+    p = cmds.add_parser("corpus", help="link the mentions of a folder of documents: one brat .ann per document, "
+                                       "links.tsv, errors.tsv; resumable; --ray for a cluster")
+    p.add_argument("pipeline", help="pipeline folder with icd_linker (and an NER before it for --mentions pipeline)")
+    p.add_argument("input_dir", help="NAME.txt documents, with NAME.ann mentions (brat T lines) for --mentions ann")
+    p.add_argument("output_dir", help="gets NAME.ann (T lines + `N Reference Tk ICD10:CODE` lines), links/, links.tsv")
+    p.add_argument("--mentions", choices=["ann", "pipeline"], default="ann",
+                   help="ann: the documents' .ann entities (only icd_linker runs); pipeline: the pipeline's own NER")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="documents per batch (and per Ray task)")
+    p.add_argument("--gpu-id", type=int, default=-1)
+    add_ray_arguments(p)
+    p.set_defaults(func=cmd_corpus)

@@ -1,15 +1,15 @@
 """Per-document output files: written whole or not at all, so a rerun can tell done from not done.
 
-Every file goes to a temporary name in its folder, then `os.replace` puts it in place (atomic on POSIX).
+Every file goes to a temporary name in its folder, then `os.replace` puts it in place (io.atomic).
 Each document has one *marker* file, written after its other files: a document is done exactly when its
 marker exists, and a rerun skips it. Documents that failed are listed in `errors.tsv` (name, reason)."""
 import csv
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
+
+from ..io.atomic import atomic_write_bytes
 
 ERRORS_FILE = "errors.tsv"
 
@@ -24,20 +24,6 @@ class DocResult:
     error: Optional[str] = None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_document(out_dir: Path, result: DocResult, marker: str) -> str:
     """Write one document's files, its marker last. Returns "written", "exists" (the marker was already
     there: another attempt wrote it) or "error"."""
@@ -49,8 +35,8 @@ def write_document(out_dir: Path, result: DocResult, marker: str) -> str:
         return "exists"
     for rel, data in result.files.items():
         if rel != marker:
-            write_atomic(out_dir / rel, data)
-    write_atomic(out_dir / marker, result.files[marker])
+            atomic_write_bytes(out_dir / rel, data)
+    atomic_write_bytes(out_dir / marker, result.files[marker])
     return "written"
 
 
@@ -61,7 +47,7 @@ def write_errors(out_dir: Path, errors: Iterable[Tuple[str, str]]) -> Path:
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
     writer.writerow(["name", "reason"])
     writer.writerows([name, " ".join(reason.split())] for name, reason in sorted(errors))
-    write_atomic(path, buf.getvalue().encode("utf8"))
+    atomic_write_bytes(path, buf.getvalue().encode("utf8"))
     return path
 
 

@@ -17,9 +17,6 @@ from typing import Any, Dict, List, Optional, Tuple
 from .outputs import write_document, write_errors
 from .tasks import CorpusTask
 
-RAY_EXTRA_MESSAGE = ("Ray is not installed: distributed runs need the `ray` extra, "
-                     "`pip install 'spacy-clinalign[ray]'`")
-
 
 @dataclass
 class RunSummary:
@@ -92,11 +89,10 @@ def run_local(task: CorpusTask, out_dir, batch_size: int = 8, gpu_id: int = -1, 
 
 def require_ray():
     """Import Ray (and Ray Data), or stop with a message naming the extra to install."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as err:
-        raise ImportError(f"{RAY_EXTRA_MESSAGE} ({err})") from None
+    from ..extras import require
+
+    ray = require("ray")
+    require("ray.data")
     return ray
 
 

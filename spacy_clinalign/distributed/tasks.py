@@ -162,7 +162,7 @@ class ProjectTask(CorpusTask):
     def load(self, gpu_id: int = -1) -> _State:
         import spacy
 
-        from ..cli import load_projection_pipeline
+        from ..pipelines import load_projection_pipeline
 
         nlp = load_projection_pipeline(self.model, self.layer, gpu_id, threshold=self.threshold,
                                        temperature=self.temperature)
@@ -170,14 +170,14 @@ class ProjectTask(CorpusTask):
         return _State(nlp, spacy.blank(self.source_lang))
 
     def read(self, state: _State, record: Dict[str, Any]):
-        from ..io.standoff import Entity, entities_to_spans, read_ann
+        from ..io.standoff import Entity, entities_to_spans, read_ann, read_text_exact
         from ..pairs import make_pair
 
-        source_text = Path(record["source"]).read_bytes().decode("utf8")
+        source_text = read_text_exact(Path(record["source"]))
         target_path = Path(record["target"])
         if not target_path.exists():
             raise FileNotFoundError(f"no translation {target_path}")
-        target_text = target_path.read_bytes().decode("utf8")
+        target_text = read_text_exact(target_path)
         if "entities" in record:
             entities = [Entity(i, label, [tuple(f) for f in frags], text) for i, label, frags, text in record["entities"]]
         else:
@@ -196,10 +196,10 @@ class ProjectTask(CorpusTask):
                 f"{name}.ann": format_ann(doc.spans["projected"]).encode("utf8")}
 
     def finalize(self, out_dir: Path, names: Sequence[str]) -> None:
-        from .outputs import write_atomic
+        from ..io.atomic import atomic_write_bytes
 
         body = _concat_parts(out_dir, "unprojected", names, self.marker, ".tsv")
-        write_atomic(out_dir / "unprojected.tsv", _tsv_bytes([self.UNPROJECTED_HEADER]) + body)
+        atomic_write_bytes(out_dir / "unprojected.tsv", _tsv_bytes([self.UNPROJECTED_HEADER]) + body)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ class AlignTask(CorpusTask):
         return f"{name}.pharaoh"
 
     def load(self, gpu_id: int = -1) -> _State:
-        from ..cli import load_aligner
+        from ..pipelines import load_aligner
 
         return _State(load_aligner(self.model, layer=self.layer, method=self.method, gpu_id=gpu_id))
 
@@ -255,13 +255,13 @@ class AlignTask(CorpusTask):
         return {self.marker(record["name"]): (pharaoh_line(doc, self.probs) + "\n").encode("utf8")}
 
     def finalize(self, out_dir: Path, names: Sequence[str]) -> None:
-        from .outputs import write_atomic
+        from ..io.atomic import atomic_write_bytes
 
         lines = []
         for name in names:
             path = out_dir / self.marker(name)
             lines.append(path.read_bytes() if path.exists() else b"\n")
-        write_atomic(self.output, b"".join(lines))
+        atomic_write_bytes(self.output, b"".join(lines))
 
 
 def pharaoh_line(doc, probs: bool = False) -> str:
@@ -310,9 +310,9 @@ class LinkTask(CorpusTask):
         return state.nlp.get_pipe("icd_linker").cfg["spans_key"]
 
     def read(self, state: _State, record: Dict[str, Any]):
-        from ..io.standoff import entities_to_spans, read_ann
+        from ..io.standoff import entities_to_spans, read_ann, read_text_exact
 
-        doc = state.nlp.make_doc(Path(record["text"]).read_bytes().decode("utf8"))
+        doc = state.nlp.make_doc(read_text_exact(Path(record["text"])))
         if self.mentions == "ann":
             entities = read_ann(Path(record["ann"])) if Path(record["ann"]).exists() else []
             spans = entities_to_spans(doc, entities, record["text"])
@@ -346,7 +346,7 @@ class LinkTask(CorpusTask):
         return {f"links/{name}.tsv": _tsv_bytes(rows), self.marker(name): "".join(l + "\n" for l in lines).encode("utf8")}
 
     def finalize(self, out_dir: Path, names: Sequence[str]) -> None:
-        from .outputs import write_atomic
+        from ..io.atomic import atomic_write_bytes
 
         body = _concat_parts(out_dir, "links", names, self.marker, ".tsv")
-        write_atomic(out_dir / "links.tsv", _tsv_bytes([self.HEADER]) + body)
+        atomic_write_bytes(out_dir / "links.tsv", _tsv_bytes([self.HEADER]) + body)

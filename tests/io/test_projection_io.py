@@ -53,9 +53,9 @@ def test_project_cli_writes_brat_and_unprojected_report(tmp_path, tiny_encoder):
         start, end = ent.fragments[0]
         assert TGT[start:end] == ent.text
     assert "<mark" in html.read_text(encoding="utf8")
-    (tgt_dir / "case1.txt").unlink()
-    with pytest.raises(SystemExit, match="no translation"):
-        main(["project", str(tiny_encoder), str(src_dir), str(tgt_dir), str(tmp_path / "o2")])
+    (tgt_dir / "case1.txt").unlink()  # every document failing stops the command with the first reason
+    with pytest.raises(SystemExit, match="all 1 documents failed .*case1: FileNotFoundError: no translation"):
+        main(["project", str(tiny_encoder), str(src_dir), str(tgt_dir), str(tmp_path / "o2"), "--layer", "2"])
 
 
 def test_multiclinai_reader(tmp_path):
