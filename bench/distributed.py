@@ -4,7 +4,8 @@ Builds a corpus of the first N CodiEsp train documents (Spanish text + its CodiE
 .ann, English translation), saves a clinical_aligner + span_projector pipeline, then projects the corpus
 with `run_local` and with `run_ray` (1 and 2 CPU workers, 1 torch thread each). Prints Ray's start-up
 cost, documents/s per run (wall clock, actor start-up included), the time to the first written document
-(start-up inside the run) and whether every run wrote the same bytes. Usage:
+(start-up inside the run) and whether every run wrote the same bytes. The single process runs twice,
+with torch's default threads and with 1 thread (what each Ray worker gets). Usage:
     python bench/distributed.py [--limit 200] [--encoder DIR] [--layer 8] [--batch-size 4] [--workers 1 2]
 """
 import argparse
@@ -71,11 +72,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--trim-e5", action="store_true",
+                        help="import multilingual-e5-small with only the layers up to --layer and the vocabulary of the corpus")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     try:
         corpus = build_corpus(root / "corpus", args.limit)
+        if args.trim_e5:
+            from spacy_clinalign.encoders.e5 import import_e5
+
+            import_e5(root / "e5-trim", num_layers=args.layer, vocab_from=[corpus / "es", corpus / "en"])
+            args.encoder = str(root / "e5-trim")
         if args.encoder == "tiny":
             from spacy_clinalign.encoders.tiny import build_tiny_bert
 
@@ -94,14 +102,18 @@ def main() -> None:
         if not args.skip_local:
             import torch
 
-            out = root / "local"
-            watch = {}
-            start = time.perf_counter()
-            first_write_watcher(out, start, watch)
-            summary = run_local(task, out, batch_size=args.batch_size, progress=False)
-            watch["stop"] = True
-            rows.append((f"one process ({torch.get_num_threads()} torch threads)", summary, watch.get("first")))
-            outputs["local"] = files_of(out)
+            default_threads = torch.get_num_threads()
+            for threads in sorted({1, default_threads}, reverse=True):
+                torch.set_num_threads(threads)
+                out = root / f"local{threads}"
+                watch = {}
+                start = time.perf_counter()
+                first_write_watcher(out, start, watch)
+                summary = run_local(task, out, batch_size=args.batch_size, progress=False)
+                watch["stop"] = True
+                rows.append((f"one process, {threads} torch thread{'s' if threads > 1 else ''}", summary, watch.get("first")))
+                outputs[f"local{threads}"] = files_of(out)
+            torch.set_num_threads(default_threads)
         start = time.perf_counter()
         connect_ray(None)
         ray_init = time.perf_counter() - start
@@ -116,11 +128,14 @@ def main() -> None:
             outputs[f"ray{workers}"] = files_of(out)
         print(f"{n} CodiEsp train documents (es -> en), encoder {args.encoder} layer {args.layer}, "
               f"batch {args.batch_size}, {os.cpu_count()} CPUs")
-        print(f"Ray start-up (ray.init, local): {ray_init:.1f} s")
+        print(f"Ray start-up (ray.init, local): {ray_init:.1f} s; load average at the end "
+              f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min; other jobs share the CPUs)")
         print(f"{'run':<34} {'docs/s':>7} {'wall s':>7} {'first doc s':>12} {'written':>8} {'failed':>7}")
         for label, s, first in rows:
             first_s = f"{first:.1f}" if first is not None else "-"
             print(f"{label:<34} {s.total / s.seconds:>7.2f} {s.seconds:>7.1f} {first_s:>12} {s.written:>8} {len(s.errors):>7}")
+        for name, reason in rows[0][1].errors[:5]:
+            print(f"  failed: {name}: {reason[:160]}")
         reference = next(iter(outputs.values()))
         same = all(o == reference for o in outputs.values())
         print(f"identical output bytes across runs: {'yes' if same else 'NO'} ({len(reference)} files)")

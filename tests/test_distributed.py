@@ -220,6 +220,13 @@ def test_link_corpus_writes_codes_per_document(tmp_path):
 
     main(["link", "corpus", str(tmp_path / "linker"), str(docs), str(tmp_path / "cli"), "--batch-size", "2"])
     assert _files(tmp_path / "cli") == _files(out)
+    # --mentions pipeline: the pipeline's own NER (here an entity_ruler) finds the mentions in the .txt
+    ruler = nlp.add_pipe("entity_ruler", before="icd_linker")
+    ruler.add_patterns([{"label": "DIS", "pattern": "neumonía"}, {"label": "DIS", "pattern": [{"LOWER": "quiste"}, {"LOWER": "renal"}]}])
+    nlp.to_disk(tmp_path / "ner_linker")
+    main(["link", "corpus", str(tmp_path / "ner_linker"), str(docs), str(tmp_path / "ner"), "--mentions", "pipeline"])
+    rows = [line.split("\t") for line in (tmp_path / "ner" / "links.tsv").read_text(encoding="utf8").splitlines()[1:]]
+    assert [(r[0], r[4], r[5]) for r in rows] == [("a", "neumonía", "J18.9"), ("b", "Quiste renal", "N28.1")]
     assert (out / "a.ann").read_text(encoding="utf8") == (
         "T1\tDIS 13 21\tneumonía\nN1\tReference T1 ICD10:J18.9\tneumonía\n"
         "T2\tSYM 24 30\tfiebre\nN2\tReference T2 ICD10:R50.9\tfiebre\n")

@@ -7,6 +7,7 @@ missing documents are written. On Ray, chunks are the rows of a Ray Data dataset
 actors (`map_batches(..., concurrency=workers)`), each loading the pipeline once; an actor that dies is
 restarted and its chunk retried (`max_restarts`, `max_task_retries`)."""
 import json
+from collections import Counter
 import os
 import time
 import warnings
@@ -42,7 +43,7 @@ def plan(task: CorpusTask, out_dir: Path, batch_size: int):
     records = task.records()
     names = [r["name"] for r in records]
     if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, count in Counter(names).items() if count > 1)
         raise ValueError(f"{task.kind}: document names must be unique; repeated: {dupes[:5]}")
     chunks = [records[i:i + batch_size] for i in range(0, len(records), batch_size)]
     done = {n for n in names if (out_dir / task.marker(n)).exists()}
