@@ -159,7 +159,7 @@ def test_resume_runs_only_missing_documents(single_process, corpus, pipeline_dir
     assert _files(out) == single
 
 
-def test_align_cli_on_ray_matches_single_process_align(local_ray, pipeline_dir, tmp_path):
+def test_align_cli_on_ray_matches_single_process_align(local_ray, pipeline_dir, tmp_path, monkeypatch):
     from spacy_clinalign.cli import main
 
     lines = [" ".join(WORDS_ES[i:i + 3 + i % 5]) + " ||| " + " ".join(WORDS_EN[i:i + 2 + i % 6]) for i in range(12)]
@@ -169,7 +169,8 @@ def test_align_cli_on_ray_matches_single_process_align(local_ray, pipeline_dir, 
     # the same pairs plus a malformed last line (the chunks of 4 stay the same)
     bad = tmp_path / "bad.src-tgt"
     bad.write_text("\n".join(lines[:11] + ["no separator here"]) + "\n", encoding="utf8")
-    main(["align", str(pipeline_dir), str(bad), str(tmp_path / "ray.pharaoh"), "--batch-size", "4", "--ray"])
+    monkeypatch.chdir(tmp_path)  # relative paths: the Ray workers do not share the driver's working folder
+    main(["align", str(pipeline_dir), "bad.src-tgt", "ray.pharaoh", "--batch-size", "4", "--ray"])
     errors = read_errors(tmp_path / "ray.pharaoh.parts")
     assert [name for name, _ in errors] == ["000000012"]
     assert "bad.src-tgt:12: expected exactly one ' ||| '" in errors[0][1]

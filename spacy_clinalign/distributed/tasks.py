@@ -18,6 +18,16 @@ from .outputs import DocResult
 DOCUMENT_ERRORS = (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError)
 
 
+def _absolute(path) -> Path:
+    """Workers may run in another folder (or on another node): tasks carry absolute paths."""
+    return Path(path).expanduser().resolve()
+
+
+def _model_ref(model) -> str:
+    """A model folder as an absolute path; a name that is not a path (an alias) unchanged."""
+    return str(_absolute(model)) if Path(str(model)).expanduser().exists() else str(model)
+
+
 def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
@@ -121,9 +131,9 @@ class ProjectTask(CorpusTask):
     def __init__(self, model: str, source_dir, target_dir, *, tsv: Optional[Sequence] = None,
                  tsv_format: str = "spaccc", annotated_only: bool = False, source_lang: str = "es", layer: int = 8,
                  threshold: Optional[float] = None, temperature: Optional[float] = None):
-        self.model = str(model)
-        self.source_dir, self.target_dir = Path(source_dir), Path(target_dir)
-        self.tsv = [str(p) for p in tsv] if tsv else None
+        self.model = _model_ref(model)
+        self.source_dir, self.target_dir = _absolute(source_dir), _absolute(target_dir)
+        self.tsv = [str(_absolute(p)) for p in tsv] if tsv else None
         if tsv_format not in ("spaccc", "codiesp-x"):
             raise ValueError(f"project: tsv_format must be 'spaccc' or 'codiesp-x', got {tsv_format!r}")
         self.tsv_format = tsv_format
@@ -215,7 +225,7 @@ class AlignTask(CorpusTask):
 
     def __init__(self, model: str, input_path, output, *, layer: int = 8, method: Optional[str] = None,
                  probs: bool = False):
-        self.model, self.input_path, self.output = str(model), Path(input_path), Path(output)
+        self.model, self.input_path, self.output = _model_ref(model), _absolute(input_path), _absolute(output)
         self.layer, self.method, self.probs = layer, method, probs
 
     def records(self) -> List[Dict[str, Any]]:
@@ -285,7 +295,7 @@ class LinkTask(CorpusTask):
     def __init__(self, pipeline: str, input_dir, *, mentions: str = "ann"):
         if mentions not in ("ann", "pipeline"):
             raise ValueError(f"link: mentions must be 'ann' or 'pipeline', got {mentions!r}")
-        self.pipeline, self.input_dir, self.mentions = str(pipeline), Path(input_dir), mentions
+        self.pipeline, self.input_dir, self.mentions = _model_ref(pipeline), _absolute(input_dir), mentions
 
     def records(self) -> List[Dict[str, Any]]:
         if not self.input_dir.is_dir():
