@@ -45,18 +45,10 @@ def load_set(name: str, limit: int):
 
 
 def long_pairs(name: str, min_words: int, n_pairs: int):
-    """Concatenate consecutive sentence pairs (and their gold, shifted) until each side has min_words."""
-    data = load_set(name, 0)
-    out, src, tgt, gold = [], [], [], []
-    for s, t, g in data * 50:
-        gold += [(j + len(src), i + len(tgt), sure) for j, i, sure in (g or [])]
-        src, tgt = src + s, tgt + t
-        if len(src) >= min_words and len(tgt) >= min_words:
-            out.append((src, tgt, gold))
-            src, tgt, gold = [], [], []
-            if len(out) == n_pairs:
-                break
-    return out
+    """Consecutive sentence pairs (and their gold, shifted) joined until each side has min_words."""
+    from spacy_clinalign.scoring.gold_sets import joined_documents
+
+    return joined_documents(load_set(name, 0), min_words, n_pairs, repeat=50)
 
 
 def score(pred_pairs, data):

@@ -15,20 +15,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alignment"
 
 
-def concatenate(data, min_words: int, n_docs: int):
-    """Consecutive sentence pairs (and their gold, shifted) joined until both sides reach min_words."""
-    docs, src, tgt, gold = [], [], [], []
-    for s, t, g in data:
-        gold += [(j + len(src), i + len(tgt), sure) for j, i, sure in (g or [])]
-        src, tgt = src + s, tgt + t
-        if len(src) >= min_words and len(tgt) >= min_words:
-            docs.append((src, tgt, gold))
-            src, tgt, gold = [], [], []
-            if len(docs) == n_docs:
-                break
-    return docs
-
-
 def aer(alignments, data) -> float:
     from spacy_clinalign.io.readers import gold_alignment
     from spacy_clinalign.scoring.alignment import AlignmentCounts
@@ -53,7 +39,7 @@ def main() -> None:
     from spacy_clinalign.alignment.relink import alignment_from_scores, relink
     from spacy_clinalign.io.alignment_files import read_gold_set
     from spacy_clinalign.pipelines import align_word_pairs, load_aligner
-    from spacy_clinalign.scoring.gold_sets import GOLD_SETS
+    from spacy_clinalign.scoring.gold_sets import GOLD_SETS, joined_documents
 
     nlp = load_aligner(args.encoder, layer=args.layer)
     aligner = nlp.get_pipe("clinical_aligner")
@@ -65,7 +51,7 @@ def main() -> None:
         data = data[: args.limit or None]
         base = {k: aligner.cfg[k] for k in ("threshold", "temperature", "sinkhorn_iterations")}
         sentences = align_word_pairs(nlp, [(s, t) for s, t, _ in data], progress=False)
-        long_data = concatenate(data, args.words, args.docs)
+        long_data = joined_documents(data, args.words, args.docs)
         start = time.perf_counter()
         aligner.cfg["document_prior"] = False
         raw = align_word_pairs(nlp, [(s, t) for s, t, _ in long_data], batch_size=1, progress=False)

@@ -69,6 +69,22 @@ def evaluate_gold_sets(
     return rows
 
 
+def joined_documents(data: Sequence, min_words: int, n_docs: int, repeat: int = 1) -> List:
+    """Consecutive gold sentence pairs (and their links, shifted) joined until both sides reach `min_words`:
+    documents with a known word alignment, for measuring document-level alignment. `repeat` cycles the
+    set when it is too short for `n_docs` documents."""
+    docs, src, tgt, gold = [], [], [], []
+    for s, t, g in list(data) * repeat:
+        gold += [(j + len(src), i + len(tgt), sure) for j, i, sure in (g or [])]
+        src, tgt = src + list(s), tgt + list(t)
+        if len(src) >= min_words and len(tgt) >= min_words:
+            docs.append((src, tgt, gold))
+            src, tgt, gold = [], [], []
+            if len(docs) == n_docs:
+                break
+    return docs
+
+
 def format_rows(rows: List[Dict]) -> str:
     lines = [f"{'set':<7} {'method':<10} {'pairs':>5} {'AER':>6} {'P':>6} {'R':>6} {'F1':>6}   published AER"]
     for r in rows:

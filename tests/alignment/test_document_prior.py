@@ -82,3 +82,12 @@ def test_single_sentence_pairs_are_left_alone():
     nlp = spacy.blank("en")
     target, source = nlp("the house is small"), nlp("la casa es pequeña")
     assert document_band(numpy.zeros((4, 4), "float32"), target, source) is None
+
+
+def test_joined_documents_shift_the_gold_links():
+    from spacy_clinalign.scoring.gold_sets import joined_documents
+
+    data = [(["a", "b"], ["x", "y"], [(0, 1, True)]), (["c"], ["z"], [(0, 0, False)]), (["d", "e"], ["w"], None)]
+    docs = joined_documents(data, min_words=3, n_docs=2)
+    assert docs == [(["a", "b", "c"], ["x", "y", "z"], [(0, 1, True), (2, 2, False)])]
+    assert len(joined_documents(data, min_words=3, n_docs=2, repeat=3)) == 2
