@@ -10,6 +10,7 @@ from thinc.api import Model, chain, reduce_mean
 from thinc.types import Floats2d
 
 from ..encoders import resolve_encoder
+from .safe_shim import make_safe
 
 
 @registry.architectures("spacy-clinalign.AlignerModel.v1")
@@ -41,6 +42,7 @@ def build_aligner_model(
         mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config,
     )
+    make_safe(transformer)  # saved pipelines load without running code; threads may share the model
     model = chain(transformer, split_trf_batch(), trfs2arrays(reduce_mean(), 1.0))
     model.name = "clinalign_aligner_encoder"
     model.attrs["encoder_name"] = name

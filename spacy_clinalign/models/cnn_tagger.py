@@ -7,6 +7,8 @@ from spacy.util import registry
 from thinc.api import Dropout, LayerNorm, Linear, Maxout, Model, chain, expand_window, residual, with_array
 from thinc.types import Floats2d
 
+from .safe_shim import make_safe
+
 
 @registry.architectures("spacy-clinalign.CNNTagger.v1")
 def build_cnn_tagger(
@@ -31,6 +33,7 @@ def build_cnn_tagger(
                        LayerNorm(nI=width), Dropout(dropout)))
         for _ in range(depth)
     ]
+    make_safe(tok2vec)  # an inline transformer loads and runs like the aligner's (a listener has none)
     head = chain(Linear(nO=width), *conv, Linear(nO=nO))
     model = chain(tok2vec, with_array(head))
     model.set_ref("tok2vec", tok2vec)
