@@ -48,6 +48,20 @@ stride = 96
 MISSING_SOURCE_POLICIES = ("error", "warn", "ignore")
 
 
+def unique_docs(docs: List[Doc]) -> Tuple[List[Doc], List[int]]:
+    """Each Doc object once (spacy-transformers indexes a batch by token and fails on a repeated Doc: one
+    source shared by two translations, or the same pair twice), and where each input went."""
+    position: Dict[int, int] = {}
+    unique: List[Doc] = []
+    index = []
+    for doc in docs:
+        if id(doc) not in position:
+            position[id(doc)] = len(unique)
+            unique.append(doc)
+        index.append(position[id(doc)])
+    return unique, index
+
+
 def _has_text(doc: Doc) -> bool:
     """Empty and whitespace-only Docs are not encoded (they have no wordpieces): they get zero matrices."""
     return any(not token.is_space for token in doc)
@@ -219,10 +233,10 @@ class ClinicalAligner(TrainablePipe):
         ]
         if not todo:
             return scores
-        batch = [docs[i] for i in todo] + [sources[i] for i in todo]
+        batch, index = unique_docs([docs[i] for i in todo] + [sources[i] for i in todo])
         vectors = self.model.predict(batch)
         for k, i in enumerate(todo):
-            scores[i] = pair_scores(vectors[k], vectors[len(todo) + k])
+            scores[i] = pair_scores(vectors[index[k]], vectors[index[len(todo) + k]])
         return scores
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Optional[PairScores]]) -> None:
@@ -351,10 +365,13 @@ class ClinicalAligner(TrainablePipe):
             return losses
         validate_examples(examples, "ClinicalAligner.update")
         set_dropout_rate(self.model, drop)
-        batch = [eg.predicted for eg in examples] + [eg.predicted._.source for eg in examples]
+        batch, index = unique_docs([eg.predicted for eg in examples] + [eg.predicted._.source for eg in examples])
         vectors, backprop = self.model.begin_update(batch)
-        loss, d_vectors = self.get_loss(examples, vectors)
-        backprop(d_vectors)
+        loss, d_vectors = self.get_loss(examples, [vectors[k] for k in index])
+        d_unique = [self.model.ops.alloc2f(*v.shape) for v in vectors]
+        for k, d in zip(index, d_vectors):
+            d_unique[k] += d
+        backprop(d_unique)
         if sgd is not None:
             self.finish_update(sgd)
         losses[self.name] += loss
