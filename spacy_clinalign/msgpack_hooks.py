@@ -9,18 +9,33 @@ from typing import Any, Callable, Optional
 
 import srsly
 
+from spacy.language import BaseDefaults
 from spacy.tokens import Doc
-from spacy.vocab import Vocab
+from spacy.util import get_lang_class
+from spacy.vocab import Vocab, create_vocab
 
 from .alignment.alignment import Alignment
 
 DOC_KEY = "__clinalign_doc__"
 ALIGNMENT_KEY = "__clinalign_alignment__"
+LANG_KEY = "lang"
+
+
+def vocab_for(lang: Optional[str]) -> Vocab:
+    """A fresh Vocab for a decoded source Doc that keeps its language (`doc._.source.lang_`); fresh, so
+    decoding never grows a shared StringStore in a long-running service (about 0.05 ms)."""
+    if not lang:
+        return Vocab()
+    try:
+        defaults = get_lang_class(lang).Defaults
+    except (ImportError, KeyError, ValueError):  # a language spaCy does not know: keep its code anyway
+        defaults = BaseDefaults
+    return create_vocab(lang, defaults)
 
 
 def encode_pair_objects(obj: Any, chain: Optional[Callable] = None) -> Any:
     if isinstance(obj, Doc):
-        return {DOC_KEY: obj.to_bytes()}
+        return {DOC_KEY: obj.to_bytes(), LANG_KEY: obj.lang_}
     if isinstance(obj, Alignment):
         return {ALIGNMENT_KEY: obj.to_dict()}
     return obj if chain is None else chain(obj)
@@ -29,7 +44,7 @@ def encode_pair_objects(obj: Any, chain: Optional[Callable] = None) -> Any:
 def decode_pair_objects(obj: Any, chain: Optional[Callable] = None) -> Any:
     if isinstance(obj, dict):
         if DOC_KEY in obj:
-            return Doc(Vocab()).from_bytes(obj[DOC_KEY])
+            return Doc(vocab_for(obj.get(LANG_KEY))).from_bytes(obj[DOC_KEY])
         if ALIGNMENT_KEY in obj:
             return Alignment.from_dict(obj[ALIGNMENT_KEY])
     return obj if chain is None else chain(obj)

@@ -8,6 +8,8 @@ from typing import Dict, List, Optional, Union
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from . import span_refs
+
 # Every custom attribute the package sets, in one place: name -> what it holds.
 DOC_EXTENSIONS = {
     "source": "the source Doc of a translation pair",
@@ -33,16 +35,23 @@ def _icd_candidates_of(span: Span) -> Optional[List[Dict]]:
     return None if links is None else links.get(span_key(span))
 
 
+# Attributes that refer to source spans store references, not Spans, so Docs serialize (see span_refs).
+_ACCESSORS = {
+    "unprojected": {"getter": span_refs.get_unprojected, "setter": span_refs.set_unprojected},
+    "source_span": {"getter": span_refs.get_source_span, "setter": span_refs.set_source_span},
+}
+
+
 def register_extensions() -> None:
     """Register every Doc and Span extension the package uses (idempotent). `span._.icd_candidates` is a
     getter over a Doc-level dict: a Span's own extension storage is keyed by its kb_id, which linking
     changes, and a dict on the Doc travels with DocBin(store_user_data=True)."""
     for name in DOC_EXTENSIONS:
         if not Doc.has_extension(name):
-            Doc.set_extension(name, default=None)
+            Doc.set_extension(name, **_ACCESSORS.get(name, {"default": None}))
     for name in SPAN_EXTENSIONS:
         if not Span.has_extension(name):
-            Span.set_extension(name, default=None)
+            Span.set_extension(name, **_ACCESSORS.get(name, {"default": None}))
     if not Span.has_extension("icd_candidates"):
         Span.set_extension("icd_candidates", getter=_icd_candidates_of)
 

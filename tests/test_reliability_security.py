@@ -14,7 +14,7 @@ import transformers.dynamic_module_utils as hf_dynamic
 from spacy_clinalign import make_pair
 from spacy_clinalign.models.safe_shim import check_file_name
 from tests.conftest import aligner_config
-from tests.test_bio_ner_cnn import make_examples, ner_config
+from tests.pipeline.test_bio_ner_cnn import make_examples, ner_config
 
 SRC = "La prueba reveló una deficiencia de calcio y potasio."
 TGT = "The test revealed a calcium and potassium deficiency."
