@@ -35,7 +35,9 @@ def build_cnn_tagger(
     ]
     make_safe(tok2vec)  # an inline transformer loads and runs like the aligner's (a listener has none)
     head = chain(Linear(nO=width), *conv, Linear(nO=nO))
-    model = chain(tok2vec, with_array(head))
+    # Padding between Docs as wide as the receptive field: a token's window never reaches into the next
+    # Doc of the batch, so a Doc gets the same scores alone or batched.
+    model = chain(tok2vec, with_array(head, pad=window_size * depth))
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("output_layer", head.layers[-1])
     model.name = "clinalign_cnn_tagger"

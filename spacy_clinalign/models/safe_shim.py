@@ -16,6 +16,7 @@ one mode while any call uses it (inference calls share eval mode) and never leav
 import json
 import threading
 from contextlib import contextmanager
+from functools import partial
 from io import BytesIO
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
@@ -24,7 +25,7 @@ import srsly
 import torch
 from spacy.util import SimpleFrozenDict, registry
 from spacy_transformers.architectures import create_TransformerModel_v3
-from spacy_transformers.data_classes import HFObjects
+from spacy_transformers.data_classes import FullTransformerBatch, HFObjects
 from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.util import make_tempdir
@@ -288,8 +289,15 @@ def load_local_encoder(name: str, tok_config: Dict[str, Any], trf_config: Dict[s
     if hasattr(tokenizer, "vocab_file") and tokenizer.vocab_file and Path(tokenizer.vocab_file).is_file():
         vocab_file_contents = Path(tokenizer.vocab_file).read_bytes()
     config = AutoConfig.from_pretrained(str(folder), **safe, **{**trf_config, "return_dict": True})
-    with quiet_transformers():
-        transformer, info = AutoModel.from_pretrained(str(folder), config=config, output_loading_info=True, **safe)
+    try:
+        with quiet_transformers():
+            transformer, info = AutoModel.from_pretrained(str(folder), config=config, output_loading_info=True, **safe)
+    except UnsafeModelError:
+        raise
+    except Exception as err:  # safetensors/torch errors for truncated or foreign files
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"spacy-clinalign: cannot load the encoder weights in {where} "
+                         f"({type(err).__name__}: {first}); the weights file is corrupted or incomplete") from None
     # Cutting the encoder at `layer` leaves the upper layers' weights unused: extra weights are expected
     # here. The pooler is never read (tokens are pooled from the last hidden state).
     check_loading_info(info.get("missing_keys", []), info.get("unexpected_keys", []), where,
@@ -324,6 +332,26 @@ def make_safe(model: Model) -> Model:
     return model
 
 
+def has_wordpieces(tokenizer: Any, text: str) -> bool:
+    """Whether `text` gives the tokenizer any wordpiece (whitespace, zero-width and lone combining
+    characters give none, and spacy-transformers fails on a batch made only of such texts)."""
+    if any(ch.isalnum() for ch in text):
+        return True
+    if not text.strip():
+        return False
+    if getattr(tokenizer, "is_fast", False):  # the Rust tokenizer directly: no settings change, thread-safe
+        return len(tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids) > 0
+    return len(tokenizer.tokenize(text)) > 0
+
+
+def _forward_skipping_empty_batches(forward: Callable, model: TransformerModel, docs: List, is_train: bool):
+    """A batch in which no Doc has a wordpiece gets spacy-transformers' empty batch (one empty
+    TransformerData per Doc) instead of an error."""
+    if docs and not any(has_wordpieces(model.tokenizer, doc.text) for doc in docs):
+        return FullTransformerBatch.empty(len(docs)), lambda d_output: docs
+    return forward(model, docs, is_train)
+
+
 @registry.architectures("spacy-clinalign.TransformerModel.v1")
 def build_safe_transformer_model(
     name: str,
@@ -335,8 +363,10 @@ def build_safe_transformer_model(
 ) -> Model:
     """`spacy-transformers.TransformerModel.v3` (same settings) for a shared `transformer` component, with
     the safe shim and init: bio_ner_cnn's listener pipelines load as safely as the inline ones."""
-    return make_safe(create_TransformerModel_v3(
+    model = make_safe(create_TransformerModel_v3(
         name=resolve_encoder(name), get_spans=get_spans, tokenizer_config=tokenizer_config,
         transformer_config=transformer_config, mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config,
     ))
+    model._func = partial(_forward_skipping_empty_batches, model._func)  # a partial pickles, a closure not
+    return model

@@ -16,8 +16,10 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import filter_spans
 from spacy.vocab import Vocab
+from spacy_transformers.layers.transformer_model import TransformerModel
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..models.safe_shim import has_wordpieces
 from ..pairs import register_extensions, spans_of
 from .bio_decoding import B, I, tags_to_spans, viterbi_bio
 
@@ -100,11 +102,36 @@ class BioNerCnn(TrainablePipe):
         e = numpy.exp(s)
         return e / e.sum(axis=2, keepdims=True)
 
+    def _outside(self, n_tokens: int) -> numpy.ndarray:
+        """(n_tokens, n_labels, 3) certainty of O: the result for tokens the encoder cannot see."""
+        probs = numpy.zeros((n_tokens, len(self.labels), 3), dtype="float32")
+        probs[:, :, 0] = 1.0
+        return probs
+
+    def _has_wordpieces(self, doc: Doc) -> bool:
+        """False for Docs the transformer gets no wordpiece from (whitespace, zero-width or combining
+        characters only): spacy-transformers fails on them, and they hold no mention."""
+        for node in self.model.walk():  # an inline transformer: ask its tokenizer
+            if isinstance(node, TransformerModel) and node.attrs.get("has_transformer"):
+                return has_wordpieces(node.tokenizer, doc.text)
+        # a listener: the upstream transformer component has encoded the Doc already
+        trf_data = doc._.get("trf_data") if Doc.has_extension("trf_data") else None
+        if trf_data is not None:
+            return bool(trf_data.align.data.size)
+        return any(not token.is_space for token in doc)
+
     def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+        """Per Doc, (n_tokens, n_labels, 3) O/B/I probabilities. Docs without wordpieces and whitespace
+        tokens are O with certainty, so they never start or join a span."""
         docs = list(docs)
-        if not any(len(doc) for doc in docs):
-            return [numpy.zeros((len(doc), len(self.labels), 3), dtype="float32") for doc in docs]
-        return [self._probs(s) for s in self.model.predict(docs)]
+        probs = [self._outside(len(doc)) for doc in docs]
+        todo = [i for i, doc in enumerate(docs) if len(doc) and self._has_wordpieces(doc)]
+        if todo:
+            for i, scores in zip(todo, self.model.predict([docs[i] for i in todo])):
+                probs[i] = self._probs(scores)
+                spaces = [token.i for token in docs[i] if token.is_space]
+                probs[i][spaces] = self._outside(len(spaces))
+        return probs
 
     def set_annotations(self, docs: Iterable[Doc], probs: List[numpy.ndarray]) -> None:
         for doc, p in zip(docs, probs):

@@ -94,11 +94,13 @@ def make_projection_scorer():
     return score_spans
 
 
+def score_ner(examples: Iterable[Example], spans_key: Optional[str] = None, **kwargs) -> Dict[str, object]:
+    """bio_ner_cnn's scorer: `score_spans` with the `ner_` prefix (module level, so pipelines pickle)."""
+    return score_spans(examples, spans_key=spans_key, prefix="ner_")
+
+
 @registry.scorers("spacy-clinalign.ner_scorer.v1")
 def make_ner_scorer():
-    def score_ner(examples: Iterable[Example], spans_key: Optional[str] = None, **kwargs) -> Dict[str, object]:
-        return score_spans(examples, spans_key=spans_key, prefix="ner_")
-
     return score_ner
 
 
