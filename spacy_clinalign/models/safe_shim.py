@@ -12,8 +12,11 @@ no remote-code keys in any config, plain file names with tokenizer suffixes only
 `PyTorchShim.predict` switches the module to eval and back to train around every call, so a second thread
 running at the same time gets dropout half-way through its forward pass. `SafeHFShim` keeps the module in
 one mode while any call uses it (inference calls share eval mode) and never leaves inference in train mode.
+
+`spacy-clinalign.TransformerModel.v1` is TransformerModel.v3 with both, for a shared `transformer` component.
 """
 import json
+import tempfile
 import threading
 from contextlib import contextmanager
 from functools import partial
@@ -28,7 +31,6 @@ from spacy_transformers.architectures import create_TransformerModel_v3
 from spacy_transformers.data_classes import FullTransformerBatch, HFObjects
 from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel
-from spacy_transformers.util import make_tempdir
 from thinc.api import Model, get_torch_default_device
 
 from ..encoders import quiet_transformers, resolve_encoder
@@ -234,7 +236,8 @@ class SafeHFShim(HFShim):
             return self
         files = dict(msg.get("tokenizer") or {})
         tok_kwargs = files.pop("kwargs", {})
-        with make_tempdir() as temp_dir:
+        with tempfile.TemporaryDirectory() as temp_name:  # removed on errors too (make_tempdir is not)
+            temp_dir = Path(temp_name)
             model_dir, tok_dir = temp_dir / "model", temp_dir / "tokenizer"
             model_dir.mkdir()
             tok_dir.mkdir()
