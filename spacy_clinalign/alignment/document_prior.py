@@ -12,11 +12,14 @@ is 0); a sentence that the programme leaves unaligned (an insertion, an omission
 may still link within the neighbouring aligned blocks, so it costs only the sentences involved and no
 token is cut off from linking.
 """
+from bisect import bisect_left
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy
 from spacy.tokens import Doc
+
+from .matrix import PairScores, rectangles_mask, row_blocks
 
 Segment = Tuple[int, int]  # token range [start, end)
 SENTENCE_END = (".", "!", "?", "。", "!", "?")
@@ -57,8 +60,36 @@ def _reduce(matrix: numpy.ndarray, starts: Sequence[int], axis: int, how) -> num
     return how.reduceat(matrix, numpy.asarray(starts, dtype="int64"), axis=axis)
 
 
-def align_segments(cosine: numpy.ndarray, target_segments: Sequence[Segment], source_segments: Sequence[Segment],
-                   skip_z: float = 1.0, window: Optional[int] = None) -> List[SegmentLink]:
+def segment_maxima(cosine: Union[numpy.ndarray, PairScores], target_segments: Sequence[Segment],
+                   source_segments: Sequence[Segment]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Each target token's best cosine in each source segment (tokens_t, n_s), and each source token's
+    best in each target segment (n_t, tokens_s), read in row blocks: no (n x m) temporary, and a
+    PairScores without a stored matrix works too."""
+    scores = cosine if isinstance(cosine, PairScores) else None
+    matrix = None if scores is not None else numpy.asarray(cosine)
+    n, m = scores.shape if scores is not None else matrix.shape
+    s_starts = numpy.asarray([a for a, _ in source_segments], dtype="int64")
+    t_starts = numpy.asarray([a for a, _ in target_segments], dtype="int64")
+    segment_of_row = numpy.searchsorted(t_starts, numpy.arange(n), side="right") - 1  # -1: before the first
+    best_src = numpy.empty((n, len(source_segments)), dtype="float32")
+    best_tgt = numpy.full((len(target_segments), m), -numpy.inf, dtype="float32")
+    for start, stop in row_blocks(n, m):
+        block = scores.cosine_rows(start, stop) if scores is not None else matrix[start:stop]
+        best_src[start:stop] = numpy.maximum.reduceat(block, s_starts, axis=1)
+        segment = segment_of_row[start:stop]
+        first = int(numpy.searchsorted(segment, 0))  # rows before the first segment are in none
+        if first == len(segment):
+            continue
+        block, segment = block[first:], segment[first:]
+        starts = numpy.concatenate([[0], numpy.nonzero(numpy.diff(segment))[0] + 1])
+        ids = segment[starts]  # segments are contiguous, so each id occurs once per block
+        best_tgt[ids] = numpy.maximum(best_tgt[ids], numpy.maximum.reduceat(block, starts, axis=0))
+    return best_src, best_tgt
+
+
+def align_segments(cosine: Union[numpy.ndarray, PairScores], target_segments: Sequence[Segment],
+                   source_segments: Sequence[Segment], skip_z: float = 1.0,
+                   window: Optional[int] = None) -> List[SegmentLink]:
     """Monotone alignment of target and source segments (rows x columns of `cosine`).
 
     Each move gains (z - skip_z) per segment it covers, where z is the move's similarity standardised
@@ -73,8 +104,7 @@ def align_segments(cosine: numpy.ndarray, target_segments: Sequence[Segment], so
     s_starts = [a for a, _ in source_segments]
     t_len = numpy.array([b - a for a, b in target_segments], dtype="float64")
     s_len = numpy.array([b - a for a, b in source_segments], dtype="float64")
-    best_src = _reduce(cosine, s_starts, 1, numpy.maximum)  # (tokens_t, n_s): each target token's best in each source seg
-    best_tgt = _reduce(cosine, t_starts, 0, numpy.maximum)  # (n_t, tokens_s)
+    best_src, best_tgt = segment_maxima(cosine, target_segments, source_segments)  # (tokens_t, n_s), (n_t, tokens_s)
     recall = _reduce(best_src, t_starts, 0, numpy.add)  # (n_t, n_s): sums over target tokens
     precision = _reduce(best_tgt, s_starts, 1, numpy.add)  # (n_t, n_s): sums over source tokens
 
@@ -136,42 +166,58 @@ def align_segments(cosine: numpy.ndarray, target_segments: Sequence[Segment], so
     return links[::-1]
 
 
-def band_mask(n_target: int, n_source: int, links: Sequence[SegmentLink], margin: int = 0) -> numpy.ndarray:
-    """(n_target, n_source) bool: the cells word links may use. Aligned blocks (widened by `margin` source
-    tokens); a target segment the programme skipped may link anywhere from the start of the previous
-    aligned source block to the end of the next one, and a skipped source segment may be linked from the
-    target blocks on either side, so every token can still receive a link."""
-    allowed = numpy.zeros((n_target, n_source), dtype=bool)
+def band_rectangles(n_target: int, n_source: int, links: Sequence[SegmentLink], margin: int = 0) -> numpy.ndarray:
+    """The cells word links may use, as a union of (t0, t1, s0, s1) rectangles ((k, 4) int64, O(segments)
+    memory instead of one byte a cell). Aligned blocks (widened by `margin` source tokens); a target
+    segment the programme skipped may link anywhere from the start of the previous aligned source block to
+    the end of the next one, and a skipped source segment may be linked from the target blocks on either
+    side, so every token can still receive a link."""
+    rectangles = []
     aligned = [i for i, l in enumerate(links) if l.target[1] > l.target[0] and l.source[1] > l.source[0]]
     for i in aligned:
         (t0, t1), (s0, s1) = links[i].target, links[i].source
-        allowed[t0:t1, max(0, s0 - margin):min(n_source, s1 + margin)] = True
+        rectangles.append((t0, t1, max(0, s0 - margin), min(n_source, s1 + margin)))
 
     def neighbours(i: int):
-        before = [j for j in aligned if j < i]
-        after = [j for j in aligned if j > i]
-        return (links[before[-1]] if before else None), (links[after[0]] if after else None)
+        k = bisect_left(aligned, i)  # `aligned` is sorted; i itself is not in it
+        return (links[aligned[k - 1]] if k > 0 else None), (links[aligned[k]] if k < len(aligned) else None)
 
     for i, link in enumerate(links):
-        if i in aligned:
+        if link.target[1] > link.target[0] and link.source[1] > link.source[0]:
             continue
         prev, nxt = neighbours(i)
         if link.target[1] > link.target[0]:  # a target segment with no source
             s0 = prev.source[0] if prev else 0
             s1 = nxt.source[1] if nxt else n_source
-            allowed[link.target[0]:link.target[1], s0:s1] = True
+            rectangles.append((link.target[0], link.target[1], s0, s1))
         if link.source[1] > link.source[0]:  # a source segment with no target
             t0 = prev.target[0] if prev else 0
             t1 = nxt.target[1] if nxt else n_target
-            allowed[t0:t1, link.source[0]:link.source[1]] = True
-    return allowed
+            rectangles.append((t0, t1, link.source[0], link.source[1]))
+    return numpy.asarray(rectangles, dtype="int64").reshape(-1, 4)
 
 
-def document_band(cosine: numpy.ndarray, target: Doc, source: Doc, margin: int = 0,
-                  skip_z: float = 1.0) -> Optional[numpy.ndarray]:
-    """The allowed-cell mask for a pair, or None when either side is a single segment (nothing to do)."""
+def band_mask(n_target: int, n_source: int, links: Sequence[SegmentLink], margin: int = 0) -> numpy.ndarray:
+    """(n_target, n_source) bool form of `band_rectangles` (1 byte a cell: for inspection and small pairs)."""
+    return rectangles_mask(band_rectangles(n_target, n_source, links, margin), 0, n_target, n_source)
+
+
+def document_band_rectangles(cosine: Union[numpy.ndarray, PairScores], target: Doc, source: Doc, margin: int = 0,
+                             skip_z: float = 1.0) -> Optional[numpy.ndarray]:
+    """The allowed rectangles for a pair, or None when either side is a single segment (nothing to do)."""
     t_segs, s_segs = segments_of(target), segments_of(source)
     if len(t_segs) < 2 or len(s_segs) < 2:
         return None
-    links = align_segments(numpy.asarray(cosine, dtype="float32"), t_segs, s_segs, skip_z=skip_z)
-    return band_mask(len(target), len(source), links, margin=margin)
+    if not isinstance(cosine, PairScores):
+        cosine = numpy.asarray(cosine, dtype="float32")
+    links = align_segments(cosine, t_segs, s_segs, skip_z=skip_z)
+    return band_rectangles(len(target), len(source), links, margin=margin)
+
+
+def document_band(cosine: Union[numpy.ndarray, PairScores], target: Doc, source: Doc, margin: int = 0,
+                  skip_z: float = 1.0) -> Optional[numpy.ndarray]:
+    """The allowed-cell mask for a pair, or None when either side is a single segment (nothing to do)."""
+    rectangles = document_band_rectangles(cosine, target, source, margin, skip_z)
+    if rectangles is None:
+        return None
+    return rectangles_mask(rectangles, 0, len(target), len(source))

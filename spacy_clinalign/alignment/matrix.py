@@ -4,12 +4,22 @@ Every matrix here is oriented (rows = target tokens, columns = source tokens), a
 Functions accept numpy or cupy arrays (through thinc's `get_array_module`) unless they say torch.
 """
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional, Tuple
 
 import numpy
 from thinc.api import get_array_module
 
 EXTRACTION_METHODS = ("threshold", "argmax", "itermax")
+OUTSIDE_BAND = -1.0  # the cosine given to cells a document prior rules out
+BLOCK_BYTES = 32 * 2**20  # bytes of one float32 row-block temporary in blockwise code
+
+
+def row_blocks(n_rows: int, n_cols: int, block_rows: Optional[int] = None) -> Iterator[Tuple[int, int]]:
+    """[start, stop) row ranges whose float32 (rows x n_cols) block stays within BLOCK_BYTES (or of
+    `block_rows` rows): how every whole-matrix pass here avoids (n x m) temporaries."""
+    size = block_rows or max(1, BLOCK_BYTES // max(1, 4 * n_cols))
+    for start in range(0, n_rows, size):
+        yield start, min(n_rows, start + size)
 
 
 def cosine_matrix(target: "numpy.ndarray", source: "numpy.ndarray", eps: float = 1e-8) -> "numpy.ndarray":
@@ -23,20 +33,73 @@ def cosine_matrix(target: "numpy.ndarray", source: "numpy.ndarray", eps: float =
     return t @ s.T
 
 
+def rectangles_mask(rectangles: "numpy.ndarray", start: int, stop: int, n_cols: int) -> "numpy.ndarray":
+    """(stop - start, n_cols) bool: rows [start, stop) of the union of (t0, t1, s0, s1) rectangles."""
+    allowed = numpy.zeros((stop - start, n_cols), dtype=bool)
+    for t0, t1, s0, s1 in rectangles[(rectangles[:, 0] < stop) & (rectangles[:, 1] > start)]:
+        allowed[max(t0, start) - start:min(t1, stop) - start, s0:s1] = True
+    return allowed
+
+
 @dataclass
 class PairScores:
     """Cosine matrix of a pair plus each token's vector norm, from which the raw dot products follow.
 
     Cosine drives argmax/itermax (as SimAlign); the softmax-based `threshold` method and link
     probabilities use dot products, whose scale makes the softmax sharp (as awesome-align does).
+    `cosine` may be None when the matrix is not kept (`store_matrix = false`): the unit vectors are
+    kept instead and `cosine_rows` computes row blocks on demand, so no (n x m) array is ever built.
     """
 
-    cosine: "numpy.ndarray"
+    cosine: Optional["numpy.ndarray"]
     target_norms: "numpy.ndarray"
     source_norms: "numpy.ndarray"
+    target_unit: Optional["numpy.ndarray"] = None
+    source_unit: Optional["numpy.ndarray"] = None
+    band: Optional["numpy.ndarray"] = None  # (k, 4) allowed (t0, t1, s0, s1) rectangles, when not stored
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        return (len(self.target_norms), len(self.source_norms))
+
+    def cosine_rows(self, start: int, stop: int) -> "numpy.ndarray":
+        """Rows [start, stop) of the cosine matrix (a view when stored, else computed)."""
+        if self.cosine is not None:
+            return self.cosine[start:stop]
+        rows = self.target_unit[start:stop] @ self.source_unit.T
+        if self.band is not None:
+            rows[~rectangles_mask(self.band, start, stop, rows.shape[1])] = OUTSIDE_BAND
+        return rows
+
+    def cosine_cells(self, rows: "numpy.ndarray", cols: "numpy.ndarray") -> "numpy.ndarray":
+        """Cosine of the given (row, col) cells only."""
+        if self.cosine is not None:
+            return self.cosine[rows, cols]
+        values = numpy.einsum("ij,ij->i", self.target_unit[rows], self.source_unit[cols]).astype("float32", copy=False)
+        if self.band is not None:
+            inside = numpy.zeros(len(values), dtype=bool)
+            for t0, t1, s0, s1 in self.band:
+                inside |= (rows >= t0) & (rows < t1) & (cols >= s0) & (cols < s1)
+            values[~inside] = OUTSIDE_BAND
+        return values
+
+    def restrict_to_band(self, rectangles: "numpy.ndarray") -> None:
+        """Rule out every cell outside the union of (t0, t1, s0, s1) `rectangles` (cosine OUTSIDE_BAND):
+        in place on a stored matrix, row block by row block, or on the fly when the matrix is not stored.
+        No (n x m) temporary."""
+        rectangles = numpy.asarray(rectangles, dtype="int64").reshape(-1, 4)
+        if self.cosine is None:
+            self.band = rectangles
+            return
+        n, m = self.cosine.shape
+        for start, stop in row_blocks(n, m):
+            self.cosine[start:stop][~rectangles_mask(rectangles, start, stop, m)] = OUTSIDE_BAND
+
+    def full_cosine(self) -> "numpy.ndarray":
+        return self.cosine if self.cosine is not None else self.cosine_rows(0, self.shape[0])
 
     def dot(self) -> "numpy.ndarray":
-        return self.cosine * self.target_norms[:, None] * self.source_norms[None, :]
+        return self.full_cosine() * self.target_norms[:, None] * self.source_norms[None, :]
 
     @classmethod
     def zeros(cls, n_target: int, n_source: int) -> "PairScores":
@@ -44,15 +107,19 @@ class PairScores:
                    numpy.zeros(n_source, dtype="float32"))
 
 
-def pair_scores(target: "numpy.ndarray", source: "numpy.ndarray") -> PairScores:
-    """PairScores of two (n, width) token-vector arrays, returned as numpy."""
+def pair_scores(target: "numpy.ndarray", source: "numpy.ndarray", store: bool = True, eps: float = 1e-8) -> PairScores:
+    """PairScores of two (n, width) token-vector arrays, returned as numpy. With `store=False` only the
+    unit vectors are kept (O((n + m) x width) memory); the matrix is then computed in row blocks."""
     xp = get_array_module(target)
     to_np = (lambda a: a.get()) if xp is not numpy else (lambda a: a)
-    return PairScores(
-        to_np(cosine_matrix(target, source)).astype("float32", copy=False),
-        to_np(xp.linalg.norm(target, axis=1)).astype("float32", copy=False),
-        to_np(xp.linalg.norm(source, axis=1)).astype("float32", copy=False),
-    )
+    t_norms = to_np(xp.linalg.norm(target, axis=1)).astype("float32", copy=False)
+    s_norms = to_np(xp.linalg.norm(source, axis=1)).astype("float32", copy=False)
+    if store:
+        return PairScores(to_np(cosine_matrix(target, source, eps)).astype("float32", copy=False), t_norms, s_norms)
+    t = target / xp.maximum(xp.linalg.norm(target, axis=1, keepdims=True), eps)
+    s = source / xp.maximum(xp.linalg.norm(source, axis=1, keepdims=True), eps)
+    return PairScores(None, t_norms, s_norms, to_np(t).astype("float32", copy=False),
+                      to_np(s).astype("float32", copy=False))
 
 
 def softmax(x: "numpy.ndarray", axis: int) -> "numpy.ndarray":

@@ -7,15 +7,15 @@ import numpy
 from spacy.tokens import Doc
 
 from .alignment import Alignment
-from .matrix import PairScores, drop_rows_cols, extract_links, link_probabilities, sinkhorn
-
-OUTSIDE_BAND = -1.0  # the cosine given to cells a document prior rules out
+from .blockwise import links_from_scores
+from .matrix import OUTSIDE_BAND, PairScores
 
 
 def restrict_to(pair: PairScores, allowed: numpy.ndarray) -> PairScores:
     """Scores with every cell outside `allowed` set to the lowest cosine, OUTSIDE_BAND: such cells can
-    neither win an argmax nor get softmax mass, and never become links (here or when re-extracted)."""
-    cosine = numpy.where(allowed, pair.cosine, numpy.float32(OUTSIDE_BAND)).astype("float32", copy=False)
+    neither win an argmax nor get softmax mass, and never become links (here or when re-extracted).
+    A copy, for a dense mask; `PairScores.restrict_to_band` does it in place for a band of intervals."""
+    cosine = numpy.where(allowed, pair.full_cosine(), numpy.float32(OUTSIDE_BAND)).astype("float32", copy=False)
     return PairScores(cosine, pair.target_norms, pair.source_norms)
 
 
@@ -26,26 +26,23 @@ def alignment_from_scores(pair: PairScores, method: str = "argmax", threshold: f
     """Extract links from `pair` (target x source). With Sinkhorn, links come from the balanced matrix
     (`threshold` is then a cut on it); without, `threshold` is awesome-align's softmax rule. Whitespace
     tokens of `target` / `source` never get links; with `allowed` (e.g. the document prior's band),
-    only allowed cells do."""
+    only allowed cells do, and cells already ruled out (cosine OUTSIDE_BAND) never do.
+    Links are extracted in row blocks (`blockwise`): the only (n x m) array is the stored cosine, if any."""
     if allowed is not None:
         pair = restrict_to(pair, allowed)
-    logits = pair.dot()
-    probs = link_probabilities(logits, temperature)
-    if sinkhorn_iterations > 0 and logits.size:
-        balanced = sinkhorn(logits, n_iter=sinkhorn_iterations, temperature=temperature)
-        mask = balanced > threshold if method == "threshold" else extract_links(balanced, method)
-        probs = balanced
-    elif method == "threshold":
-        mask = extract_links(logits, "threshold", threshold, temperature)
-    else:
-        mask = extract_links(pair.cosine, method)
-    if allowed is not None or (pair.cosine.size and pair.cosine.min() <= OUTSIDE_BAND):
-        mask = mask & (pair.cosine > OUTSIDE_BAND)
-    space_rows = numpy.array([t.i for t in target if t.is_space] if target is not None else [], dtype="int64")
-    space_cols = numpy.array([t.i for t in source if t.is_space] if source is not None else [], dtype="int64")
-    if len(space_rows) or len(space_cols):
-        mask = drop_rows_cols(mask, space_rows, space_cols)
-    return Alignment.from_mask(mask, probs, scores=pair if store_matrix else None, method=method)
+    links, probs = links_from_scores(pair, method, threshold, temperature, sinkhorn_iterations)
+    if len(links):
+        keep = pair.cosine_cells(links[:, 0], links[:, 1]) > OUTSIDE_BAND
+        # Whitespace tokens compete in extraction but never keep a link.
+        if target is not None:
+            keep &= ~numpy.isin(links[:, 0], [t.i for t in target if t.is_space])
+        if source is not None:
+            keep &= ~numpy.isin(links[:, 1], [t.i for t in source if t.is_space])
+        links, probs = links[keep], probs[keep]
+    n, m = pair.shape
+    kept = store_matrix and pair.cosine is not None
+    return Alignment(n, m, links, probs=probs, method=method, matrix=pair.cosine if kept else None,
+                     norms=(pair.target_norms, pair.source_norms) if kept else None)
 
 
 def relink(doc: Doc, method: str, threshold: float = 0.001, temperature: float = 1.0,

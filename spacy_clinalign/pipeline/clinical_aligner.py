@@ -18,8 +18,9 @@ from spacy.vocab import Vocab
 from spacy.training import validate_examples
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..alignment.blockwise import estimate_pair_bytes
 from ..alignment.matrix import EXTRACTION_METHODS, PairScores, pair_scores
-from ..alignment.document_prior import document_band
+from ..alignment.document_prior import document_band_rectangles
 from ..models import span_getters as _span_getters  # noqa: F401  (registers sentence_spans.v1)
 from ..alignment.relink import alignment_from_scores
 from ..alignment.losses import gold_link_nll, row_column_cosine_loss, student_cosine
@@ -78,6 +79,7 @@ def _has_text(doc: Doc) -> bool:
         "temperature": 1.0,
         "sinkhorn_iterations": 0,
         "store_matrix": True,
+        "max_matrix_gib": 4.0,
         "on_missing_source": "warn",
         "document_prior": True,
         "prior_margin": 0,
@@ -98,6 +100,7 @@ def make_clinical_aligner(
     temperature: float,
     sinkhorn_iterations: int,
     store_matrix: bool,
+    max_matrix_gib: Optional[float],
     on_missing_source: str,
     document_prior: bool,
     prior_margin: int,
@@ -116,6 +119,7 @@ def make_clinical_aligner(
         temperature=temperature,
         sinkhorn_iterations=sinkhorn_iterations,
         store_matrix=store_matrix,
+        max_matrix_gib=max_matrix_gib,
         on_missing_source=on_missing_source,
         document_prior=document_prior,
         prior_margin=prior_margin,
@@ -144,6 +148,10 @@ class ClinicalAligner(TrainablePipe):
         distillation loss; a pair whose reference has gold links (`_.alignment`, from a gold reader) adds
         supervised_weight x the row/column log-likelihood of its gold cells (softmax of cosine /
         supervised_temperature). Mixed corpora train both at once.
+    store_matrix: keep the float32 cosine matrix (4 bytes a cell) on the Alignment. Off, links are
+        extracted from cosine rows computed block by block, and no (target x source) array is made.
+    max_matrix_gib: warn before aligning a pair whose matrix work would need more than this many GiB
+        (None: never warn).
     on_missing_source: a Doc without `_.source` raises (`error`), or gets `_.alignment = None` with a
         warning (`warn`, the default, so `spacy evaluate` can run: see `score`) or silently (`ignore`).
     """
@@ -159,6 +167,7 @@ class ClinicalAligner(TrainablePipe):
         temperature: float = 1.0,
         sinkhorn_iterations: int = 0,
         store_matrix: bool = True,
+        max_matrix_gib: Optional[float] = 4.0,
         on_missing_source: str = "warn",
         document_prior: bool = True,
         prior_margin: int = 0,
@@ -176,6 +185,12 @@ class ClinicalAligner(TrainablePipe):
             )
         if temperature <= 0:
             raise ValueError(f"clinical_aligner: temperature must be > 0, got {temperature}")
+        if isinstance(sinkhorn_iterations, bool) or not isinstance(sinkhorn_iterations, int) or sinkhorn_iterations < 0:
+            raise ValueError(
+                f"clinical_aligner: sinkhorn_iterations must be an integer >= 0 (0 = no balancing), got {sinkhorn_iterations!r}"
+            )
+        if max_matrix_gib is not None and not max_matrix_gib > 0:
+            raise ValueError(f"clinical_aligner: max_matrix_gib must be > 0 (or null for no limit), got {max_matrix_gib!r}")
         if distill_weight < 0 or supervised_weight < 0 or distill_weight + supervised_weight == 0:
             raise ValueError("clinical_aligner: distill_weight and supervised_weight must be >= 0, not both 0; "
                              f"got {distill_weight} and {supervised_weight}")
@@ -194,6 +209,7 @@ class ClinicalAligner(TrainablePipe):
             "temperature": temperature,
             "sinkhorn_iterations": sinkhorn_iterations,
             "store_matrix": store_matrix,
+            "max_matrix_gib": max_matrix_gib,
             "on_missing_source": on_missing_source,
             "document_prior": document_prior,
             "prior_margin": prior_margin,
@@ -233,11 +249,38 @@ class ClinicalAligner(TrainablePipe):
         ]
         if not todo:
             return scores
+        for i in todo:
+            self._check_memory(docs[i], sources[i])
         batch, index = unique_docs([docs[i] for i in todo] + [sources[i] for i in todo])
         vectors = self.model.predict(batch)
+        cfg = self.cfg
         for k, i in enumerate(todo):
-            scores[i] = pair_scores(vectors[index[k]], vectors[index[len(todo) + k]])
+            # The cosine matrix is only built when it is kept; otherwise links come from cosine row blocks.
+            pair = pair_scores(vectors[index[k]], vectors[index[len(todo) + k]], store=bool(cfg["store_matrix"]))
+            if cfg.get("document_prior", False):
+                # A union of rectangles; cells outside get OUTSIDE_BAND, in place (or on the fly when not stored).
+                band = document_band_rectangles(pair, docs[i], sources[i], margin=cfg.get("prior_margin", 0),
+                                                skip_z=cfg.get("prior_skip_z", 1.0))
+                if band is not None:
+                    pair.restrict_to_band(band)
+            scores[i] = pair
         return scores
+
+    def _check_memory(self, doc: Doc, source: Doc) -> None:
+        """Warn, before any work, when a pair's matrix would exceed `max_matrix_gib`."""
+        limit = self.cfg.get("max_matrix_gib")
+        if limit is None:
+            return
+        needed = estimate_pair_bytes(len(doc), len(source), self.cfg["store_matrix"], self.cfg["sinkhorn_iterations"])
+        if needed > limit * 2**30:
+            warnings.warn(
+                f"{self.name}: the pair of {len(doc):,} target x {len(source):,} source tokens needs about "
+                f"{needed / 2**30:.1f} GiB for its alignment matrix (store_matrix={self.cfg['store_matrix']}, "
+                f"sinkhorn_iterations={self.cfg['sinkhorn_iterations']}), above max_matrix_gib={limit}. "
+                "Set store_matrix = false (links are then extracted block by block, without the matrix) and "
+                "sinkhorn_iterations = 0, split the document, or raise max_matrix_gib.",
+                UserWarning,
+            )
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Optional[PairScores]]) -> None:
         cfg = self.cfg
@@ -245,13 +288,11 @@ class ClinicalAligner(TrainablePipe):
             if pair is None:
                 doc._.alignment = None
                 continue
-            allowed = None
-            if cfg.get("document_prior", False):
-                allowed = document_band(pair.cosine, doc, doc._.source, margin=cfg.get("prior_margin", 0),
-                                        skip_z=cfg.get("prior_skip_z", 1.0))
+            # `predict` has ruled out the cells outside the document prior's band (OUTSIDE_BAND), so links
+            # and a stored matrix keep it, and so do links re-extracted later from the stored matrix.
             doc._.alignment = alignment_from_scores(
                 pair, cfg["method"], cfg["threshold"], cfg["temperature"], cfg["sinkhorn_iterations"],
-                store_matrix=cfg["store_matrix"], target=doc, source=doc._.source, allowed=allowed,
+                store_matrix=cfg["store_matrix"], target=doc, source=doc._.source,
             )
 
     # -- set-up and evaluation --------------------------------------------------------------------
