@@ -5,7 +5,7 @@ from .alignment import Alignment
 from .pairs import make_pair, register_extensions, spans_of
 from .msgpack_hooks import register_msgpack_hooks
 from .torch_runtime import install_fork_guard
-from .models import aligner_model, cnn_tagger  # noqa: F401  (register architectures)
+from .models import aligner_model, cnn_tagger, span_getters  # noqa: F401  (register architectures, span getters)
 from .pipeline import BioNerCnn, ClinicalAligner, IcdLinker, SpanProjector
 from .scoring import alignment as _alignment_scoring  # noqa: F401  (register scorers)
 from .scoring import linking as _linking_scoring  # noqa: F401

@@ -22,9 +22,10 @@ TINY_CORPUS = [
 
 
 def build_tiny_bert(out_dir: Path, texts: Optional[Iterable[str]] = None, layers: int = 2, seed: int = 0,
-                    vocab_size: int = 600) -> Path:
+                    vocab_size: int = 600, model_max_length: int = 128, max_position_embeddings: int = 160) -> Path:
     """Build a WordPiece vocabulary from `texts` (default: a built-in clinical sample) and save a random
-    2-layer, 32-wide BERT with it as a Hugging Face folder (~3 s, ~300 KB). Deterministic for a given seed."""
+    2-layer, 32-wide BERT with it as a Hugging Face folder (~3 s, ~300 KB). Deterministic for a given seed.
+    model_max_length / max_position_embeddings: a small limit makes window truncation cheap to test."""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -51,12 +52,12 @@ def build_tiny_bert(out_dir: Path, texts: Optional[Iterable[str]] = None, layers
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_dir / "tokenizer.json"))
-    fast = BertTokenizerFast(tokenizer_file=str(out_dir / "tokenizer.json"), model_max_length=128)
+    fast = BertTokenizerFast(tokenizer_file=str(out_dir / "tokenizer.json"), model_max_length=model_max_length)
     fast.save_pretrained(out_dir)
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=160,
+        intermediate_size=64, max_position_embeddings=max_position_embeddings,
     )
     BertModel(config).save_pretrained(out_dir)
     return out_dir

@@ -11,6 +11,7 @@ from thinc.types import Floats2d
 
 from ..encoders import resolve_encoder
 from .safe_shim import make_safe
+from .span_getters import bind_span_getter
 
 
 @registry.architectures("spacy-clinalign.AlignerModel.v1")
@@ -24,7 +25,8 @@ def build_aligner_model(
     grad_scaler_config: dict = {},
 ) -> Model[List[Doc], List[Floats2d]]:
     """name: local Hugging Face folder (or the alias `clinalign-e5-small`).
-    get_spans: window getter, e.g. `spacy-transformers.strided_spans.v1`, so documents of any length work.
+    get_spans: window getter, e.g. `spacy-clinalign.wordpiece_strided_spans.v1` (the default: windows cut by
+        wordpiece count, bound here to this model's tokenizer), so documents of any length work.
     layer: hidden layer to read (aligners read a middle one, e.g. 8 of 12). The transformer is cut after
         that layer (`num_hidden_layers`), so its last state is the layer wanted, gradients reach it
         through spacy-transformers' normal backprop, and the upper layers cost nothing.
@@ -43,6 +45,7 @@ def build_aligner_model(
         grad_scaler_config=grad_scaler_config,
     )
     make_safe(transformer)  # saved pipelines load without running code; threads may share the model
+    bind_span_getter(transformer)
     model = chain(transformer, split_trf_batch(), trfs2arrays(reduce_mean(), 1.0))
     model.name = "clinalign_aligner_encoder"
     model.attrs["encoder_name"] = name

@@ -34,6 +34,7 @@ from spacy_transformers.layers.transformer_model import TransformerModel
 from thinc.api import Model, get_torch_default_device
 
 from ..encoders import quiet_transformers, resolve_encoder
+from .span_getters import bind_span_getter
 
 # Tokenizer keyword arguments a pipeline may carry: behaviour switches only, nothing that fetches or runs code.
 ALLOWED_TOKENIZER_KWARGS = frozenset({
@@ -372,4 +373,4 @@ def build_safe_transformer_model(
         grad_scaler_config=grad_scaler_config,
     ))
     model._func = partial(_forward_skipping_empty_batches, model._func)  # a partial pickles, a closure not
-    return model
+    return bind_span_getter(model)  # wordpiece-limited windows read this model's tokenizer

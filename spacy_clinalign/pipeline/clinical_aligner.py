@@ -43,6 +43,7 @@ grad_scaler_config = {}
 @span_getters = "spacy-clinalign.sentence_spans.v1"
 window = 128
 stride = 96
+max_wordpieces = null
 """
 )["model"]
 

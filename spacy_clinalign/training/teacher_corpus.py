@@ -54,17 +54,16 @@ class TokenEncoder:
     """Token vectors from a local encoder folder, through the same layers the aligner uses (strided windows)."""
 
     def __init__(self, name: str, layer: int, vocab: Vocab):
-        from spacy_transformers.span_getters import configure_strided_spans
-
         from ..encoders import check_encoder_folder, quiet_transformers
         from ..models.aligner_model import build_aligner_model
+        from ..models.span_getters import configure_wordpiece_strided_spans
 
         folder = check_encoder_folder(name, "build-teacher")
         n_layers = srsly.read_json(folder / "config.json").get("num_hidden_layers")
         if n_layers is not None and not 1 <= layer <= n_layers:
             raise ValueError(f"build-teacher: layer {layer} requested but {folder} has only {n_layers} layers "
                              "(a higher layer would add randomly initialised layers)")
-        self.model = build_aligner_model(str(folder), configure_strided_spans(128, 96), layer=layer)
+        self.model = build_aligner_model(str(folder), configure_wordpiece_strided_spans(128, 96), layer=layer)
         with quiet_transformers():
             self.model.initialize(X=[Doc(vocab, words=["initialize"])])
 
