@@ -10,6 +10,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import srsly
 
 from .atomic import atomic_write_text
+from .text_lines import InputFormatError, read_lines
 
 Link = Tuple[int, int, bool]
 PathLike = Union[str, Path]
@@ -17,20 +18,13 @@ PathLike = Union[str, Path]
 _LINK_RE = re.compile(r"^(\d+)([-pP?])(\d+)([pP]?)$")
 
 
-class AlignmentFormatError(ValueError):
+class AlignmentFormatError(InputFormatError):
     """A malformed alignment or parallel-text line; the message names the file and the 1-based line."""
-
-    def __init__(self, path: PathLike, line_no: int, problem: str):
-        super().__init__(f"{path}:{line_no}: {problem}")
-        self.path = str(path)
-        self.line_no = line_no
 
 
 def _lines(path: PathLike) -> List[str]:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"Alignment file not found: {p}")
-    return p.read_text(encoding="utf8").splitlines()
+    """Lines split at \\n / \\r\\n only: U+2028 or U+0085 inside a sentence is not a line break."""
+    return read_lines(path, "Alignment file")
 
 
 def split_tokens(text: str) -> List[str]:
@@ -95,22 +89,19 @@ def read_links(
 def read_binaryalign_jsonl(path: PathLike) -> Iterator[Tuple[List[str], List[str], List[Link]]]:
     """Read binaryalign gold: {"src_words", "tgt_words", "alignment": [[src_j, tgt_i], ...]} (0-based, sure)."""
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"Alignment file not found: {p}")
-    with p.open(encoding="utf8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = srsly.json_loads(line)
-                src, tgt = list(obj["src_words"]), list(obj["tgt_words"])
-                links = [(int(j), int(i), True) for j, i in obj["alignment"]]
-            except (ValueError, KeyError, TypeError) as err:
-                raise AlignmentFormatError(p, n, f"not a binaryalign record ({err})") from None
-            for j, i, _ in links:
-                if not (0 <= j < len(src) and 0 <= i < len(tgt)):
-                    raise AlignmentFormatError(p, n, f"link {j}-{i} is outside the pair ({len(src)} x {len(tgt)})")
-            yield src, tgt, links
+    for n, line in enumerate(_lines(p), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = srsly.json_loads(line)
+            src, tgt = list(obj["src_words"]), list(obj["tgt_words"])
+            links = [(int(j), int(i), True) for j, i in obj["alignment"]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise AlignmentFormatError(p, n, f"not a binaryalign record ({err})") from None
+        for j, i, _ in links:
+            if not (0 <= j < len(src) and 0 <= i < len(tgt)):
+                raise AlignmentFormatError(p, n, f"link {j}-{i} is outside the pair ({len(src)} x {len(tgt)})")
+        yield src, tgt, links
 
 
 def read_gold_set(

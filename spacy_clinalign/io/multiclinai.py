@@ -3,7 +3,6 @@ translation per line, whitespace tokens with BIO tags for one entity type on eac
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List
 
-import srsly
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
@@ -11,6 +10,7 @@ from spacy.util import registry
 
 from ..pairs import register_extensions
 from .bio import bio_to_spans
+from .text_lines import check_limit, iter_jsonl
 
 REQUIRED = ("es_tokens", "es_tags", "en_tokens", "en_tags")
 
@@ -32,12 +32,15 @@ def read_multiclinai_examples(vocab, path: Path, spans_key: str = "projected", l
     """Examples whose predicted target Doc carries the annotated source (`_.source.ents`) and whose
     reference holds the gold target spans in `spans[spans_key]` and `ents`."""
     register_extensions()
+    check_limit(limit, "MultiClinAI reader")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"MultiClinAI pairs not found: {path}")
-    for n, row in enumerate(srsly.read_jsonl(path), start=1):
-        if limit and n > limit:
+    for count, (n, row) in enumerate(iter_jsonl(path, "MultiClinAI pairs"), start=1):
+        if limit and count > limit:
             break
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
         missing = [k for k in REQUIRED if k not in row]
         if missing:
             raise ValueError(f"{path}:{n}: missing fields {missing}")
@@ -51,6 +54,7 @@ def read_multiclinai_examples(vocab, path: Path, spans_key: str = "projected", l
 
 @registry.readers("spacy-clinalign.MultiClinAIPairs.v1")
 def create_multiclinai_reader(path: Path, spans_key: str = "projected", limit: int = 0) -> Callable[[Language], Iterable[Example]]:
+    check_limit(limit, "spacy-clinalign.MultiClinAIPairs.v1")
     def read(nlp: Language) -> Iterator[Example]:
         yield from read_multiclinai_examples(nlp.vocab, path, spans_key, limit)
 

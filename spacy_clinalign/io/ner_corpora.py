@@ -10,6 +10,7 @@ from spacy.util import filter_spans, registry
 
 from .bio import bio_to_spans
 from .standoff import entities_to_spans, read_spaccc_tsv
+from .text_lines import check_limit, read_lines, read_text
 
 SPACCC_FILES = ("distemist.tsv", "medprocner.tsv", "symptemist.tsv")
 
@@ -18,6 +19,7 @@ def read_spaccc_docs(nlp: Language, path: Path, spans_key: str = "entities", fil
                      limit: int = 0) -> Iterator[Doc]:
     """Gold Docs: every mention in `doc.spans[spans_key]` (overlaps across labels kept), the longest
     non-overlapping ones also in `doc.ents`. Labels are mapped to DISEASE / PROCEDURE / SYMPTOM."""
+    check_limit(limit, "SPACCC reader")
     path = Path(path)
     text_dir = path / "text_files"
     if not text_dir.is_dir():
@@ -33,7 +35,7 @@ def read_spaccc_docs(nlp: Language, path: Path, spans_key: str = "entities", fil
     for n, txt in enumerate(sorted(text_dir.glob("*.txt"))):
         if limit and n >= limit:
             break
-        doc = nlp.make_doc(txt.read_text(encoding="utf8"))
+        doc = nlp.make_doc(read_text(txt, "SPACCC text", translate_newlines=True))
         spans = entities_to_spans(doc, mentions.get(txt.stem, []), str(txt))
         doc.spans[spans_key] = spans
         doc.ents = filter_spans(spans)
@@ -42,6 +44,7 @@ def read_spaccc_docs(nlp: Language, path: Path, spans_key: str = "entities", fil
 
 @registry.readers("spacy-clinalign.SpacccCorpus.v1")
 def create_spaccc_reader(path: Path, spans_key: str = "entities", limit: int = 0) -> Callable[[Language], Iterable[Example]]:
+    check_limit(limit, "spacy-clinalign.SpacccCorpus.v1")
     def read(nlp: Language) -> Iterator[Example]:
         for doc in read_spaccc_docs(nlp, path, spans_key, limit=limit):
             yield Example(nlp.make_doc(doc.text), doc)
@@ -68,19 +71,17 @@ def read_conll_bio(path: Path, vocab, spans_key: Optional[str] = None) -> Iterat
             doc.spans[spans_key] = spans
         return doc
 
-    with path.open(encoding="utf8") as f:
-        for n, line in enumerate(f, start=1):
-            line = line.rstrip("\n")
-            if not line.strip() or line.startswith("-DOCSTART-"):
-                if words:
-                    yield make()
-                words, tags, start_line = [], [], n + 1
-                continue
-            cols = line.split()
-            if len(cols) < 2:
-                raise ValueError(f"{path}:{n}: expected `token ... tag`, got {line!r}")
-            words.append(cols[0])
-            tags.append(cols[-1])
+    for n, line in enumerate(read_lines(path, "CoNLL file"), start=1):
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if words:
+                yield make()
+            words, tags, start_line = [], [], n + 1
+            continue
+        cols = line.split()
+        if len(cols) < 2:
+            raise ValueError(f"{path}:{n}: expected `token ... tag`, got {line!r}")
+        words.append(cols[0])
+        tags.append(cols[-1])
     if words:
         yield make()
 

@@ -11,6 +11,7 @@ from spacy.vocab import Vocab
 from ..alignment.alignment import Alignment
 from ..pairs import pair_from_words
 from .alignment_files import Link, read_gold_set
+from .text_lines import check_limit
 
 
 def gold_alignment(n_target: int, n_source: int, links: List[Link]) -> Alignment:
@@ -38,6 +39,7 @@ def create_parallel_corpus_reader(
     one_based: whether the gold file counts from 1 (awesome-align's `.gold` files do).
     limit: read at most this many pairs (0 = all).
     """
+    check_limit(limit, "spacy-clinalign.ParallelCorpus.v1")
 
     def read(nlp: Language) -> Iterator[Example]:
         if str(path).endswith(".spacy"):
@@ -91,6 +93,7 @@ def create_pair_corpora_reader(
 
 def read_pair_docbin(nlp: Language, path: Path, limit: int = 0) -> Iterator[Example]:
     """Examples from a DocBin of target Docs carrying `_.source` (and `_.teacher` / `_.alignment` gold)."""
+    check_limit(limit, "read_pair_docbin")
     if not Path(path).exists():
         raise FileNotFoundError(f"Pair corpus not found: {path}")
     for n, reference in enumerate(DocBin().from_disk(path).get_docs(nlp.vocab)):

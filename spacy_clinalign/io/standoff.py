@@ -9,6 +9,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 from spacy.tokens import Doc, Span
 
 from .atomic import atomic_write_text
+from .text_lines import read_lines, read_text
 
 SPACCC_LABELS = {"ENFERMEDAD": "DISEASE", "PROCEDIMIENTO": "PROCEDURE", "SINTOMA": "SYMPTOM"}
 
@@ -22,12 +23,9 @@ class Entity:
 
 
 def read_text_exact(path: Path) -> str:
-    """A document's text exactly as stored (CRLF kept), so character offsets match the file's bytes."""
-    try:
-        with Path(path).open(encoding="utf8", newline="") as handle:
-            return handle.read()
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not valid UTF-8 (byte {err.start}: {err.reason})") from None
+    """A document's text exactly as stored (CRLF kept), so character offsets match the file's bytes;
+    invalid UTF-8 names the file, line and byte."""
+    return read_text(path, "text file")
 
 
 def read_ann(path: Path) -> List[Entity]:
@@ -53,21 +51,21 @@ def read_spaccc_tsv(paths: Iterable[Path], map_labels: bool = True) -> Dict[str,
     name them differently)."""
     result: Dict[str, List[Entity]] = {}
     for path in paths:
-        with Path(path).open(encoding="utf8", newline="") as f:
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            header = next(reader, None)
-            if header is None or len(header) < 5 or header[3].isdigit():
-                raise ValueError(f"{path}:1: expected a header row (filename, id, label, start, end, text); got {header}")
-            for n, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                try:
-                    name, mark, label, start, end = row[0], row[1], row[2], int(row[3]), int(row[4])
-                except (IndexError, ValueError):
-                    raise ValueError(f"{path}:{n}: malformed row {row!r}") from None
-                label = SPACCC_LABELS.get(label, label) if map_labels else label
-                text = _unquote(row[5]) if len(row) > 5 else ""
-                result.setdefault(name, []).append(Entity(mark, label, [(start, end)], text))
+        # Unquoted fields hold no line breaks, so the file is split into lines first (at \\n / \\r\\n only).
+        reader = csv.reader(read_lines(path, "mention TSV"), delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None or len(header) < 5 or header[3].isdigit():
+            raise ValueError(f"{path}:1: expected a header row (filename, id, label, start, end, text); got {header}")
+        for n, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                name, mark, label, start, end = row[0], row[1], row[2], int(row[3]), int(row[4])
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}:{n}: malformed row {row!r}") from None
+            label = SPACCC_LABELS.get(label, label) if map_labels else label
+            text = _unquote(row[5]) if len(row) > 5 else ""
+            result.setdefault(name, []).append(Entity(mark, label, [(start, end)], text))
     return result
 
 

@@ -22,13 +22,18 @@ ICD10_CHAPTERS: Tuple[Tuple[str, str, str], ...] = (
 
 def normalize_code(code: str) -> str:
     """Canonical form: upper case, no spaces, a dot after the category for diagnosis codes (`N28.1`).
-    Codes that are not ICD-10 diagnoses (ICD-10-PCS procedures, ranges) keep their characters, upper-cased."""
+    Codes that are not ICD-10 diagnoses (ICD-10-PCS procedures, ranges) keep their characters, upper-cased.
+    A misplaced or second dot (`E11.6.5`, `E1.16`) is a ValueError, never a silently different code."""
     if not isinstance(code, str) or not code.strip():
         raise ValueError(f"empty or non-string ICD code: {code!r}")
     text = code.strip().upper().replace(" ", "")
     if "-" in text:
         start, _, end = text.partition("-")
         return f"{normalize_code(start)}-{normalize_code(end)}"
+    if "." in text and (text.count(".") > 1 or text.index(".") != 3 or not _DIAGNOSIS.match(text[:3])):
+        # A dot is only ever the one after a diagnosis category (`E11.65`): dropping the others would turn
+        # `E11.6.5` into the real, different code `E11.65`.
+        raise ValueError(f"invalid ICD-10 code {code!r}: a dot may only follow the 3-character category (e.g. E11.65)")
     bare = text.replace(".", "")
     if _DIAGNOSIS.match(bare):
         return bare if len(bare) <= 3 else f"{bare[:3]}.{bare[3:]}"

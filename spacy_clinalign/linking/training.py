@@ -43,6 +43,8 @@ def catalog_training_pairs(catalog: Catalog, limit: Optional[int] = None, seed: 
             pairs.append((text, entry.code))
     rng = random.Random(seed)
     rng.shuffle(pairs)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"catalog_training_pairs: limit must be an integer >= 0 or None, got {limit!r}")
     return pairs[:limit] if limit is not None else pairs
 
 

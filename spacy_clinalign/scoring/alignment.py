@@ -20,10 +20,12 @@ class AlignmentCounts:
     sure: int = 0
     pred_and_sure: int = 0
     pred_and_possible: int = 0
+    pairs: int = 0
 
     def add(self, predicted: Set[Pair], sure: Set[Pair], possible: Set[Pair]) -> None:
         """Add one sentence pair; `possible` may omit the sure links (they are always possible)."""
         possible = possible | sure
+        self.pairs += 1
         self.predicted += len(predicted)
         self.sure += len(sure)
         self.pred_and_sure += len(predicted & sure)
@@ -35,11 +37,19 @@ class AlignmentCounts:
         self.add(predicted, {p for p, s in zip(pairs, gold.sure) if s}, set(pairs))
 
     def scores(self, prefix: str = "align_") -> Dict[str, float]:
+        """P, R, F1 and AER. With no sentence pair, or no link predicted or gold, AER is 0/0: an error,
+        never a perfect 0.0."""
+        if not self.pairs:
+            raise ValueError("alignment scores: no sentence pairs with a gold alignment to score (AER of empty data is undefined)")
+        if not self.predicted + self.sure:
+            raise ValueError(
+                f"alignment scores: the {self.pairs} pairs have no predicted and no sure gold links, so AER is undefined"
+            )
         p = self.pred_and_possible / self.predicted if self.predicted else 0.0
         r = self.pred_and_sure / self.sure if self.sure else 0.0
         f = 2 * p * r / (p + r) if p + r else 0.0
         denom = self.predicted + self.sure
-        aer = 1.0 - (self.pred_and_sure + self.pred_and_possible) / denom if denom else 0.0
+        aer = 1.0 - (self.pred_and_sure + self.pred_and_possible) / denom
         return {f"{prefix}aer": aer, f"{prefix}p": p, f"{prefix}r": r, f"{prefix}f": f}
 
 
@@ -47,6 +57,9 @@ def score_link_sets(
     predictions: Iterable[Iterable[Pair]], golds: Iterable[Iterable[Tuple[int, int, bool]]], prefix: str = "align_"
 ) -> Dict[str, float]:
     """Score predicted (j, i) links against gold (j, i, sure) links, one list per sentence pair."""
+    predictions, golds = list(predictions), list(golds)
+    if len(predictions) != len(golds):
+        raise ValueError(f"score_link_sets: {len(predictions)} predicted link lists but {len(golds)} gold ones")
     counts = AlignmentCounts()
     for pred, gold in zip(predictions, golds):
         gold = list(gold)

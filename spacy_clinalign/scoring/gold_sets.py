@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence
 from ..alignment.relink import relink
 from ..io.alignment_files import read_gold_set
 from ..io.readers import gold_alignment
+from ..io.text_lines import check_limit
 from ..pipelines import align_word_pairs
 from .alignment import AlignmentCounts
 
@@ -44,6 +45,7 @@ def evaluate_gold_sets(
     batch_size: int = 32, limit: int = 0,
 ) -> List[Dict]:
     """One row per (set, method): the set is encoded once and every method extracts from the same matrices."""
+    check_limit(limit, "evaluate_gold_sets")
     aligner = nlp.get_pipe("clinical_aligner")
     settings = {k: aligner.cfg[k] for k in ("threshold", "temperature", "sinkhorn_iterations")}
     if not aligner.cfg["store_matrix"]:
