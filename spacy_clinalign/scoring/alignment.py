@@ -6,7 +6,7 @@ SimAlign's evaluation scripts do):
 where A = predicted links, S = sure gold links and P = sure + possible gold links.
 """
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple
 
 from spacy.training import Example
 from spacy.util import registry
@@ -89,11 +89,13 @@ def _predicted_links_in_reference(eg: Example) -> Set[Pair]:
     return mapped
 
 
-def score_alignment(examples: Iterable[Example], **kwargs: Any) -> Dict[str, float]:
+def score_alignment(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Optional[float]]:
     """spaCy scorer: `predicted._.alignment` against the gold `reference._.alignment`.
 
     Examples whose reference has no gold alignment are skipped. Source tokenization must be shared
-    (the reference's source Doc is the predicted one's), as readers and `make_pair` ensure.
+    (the reference's source Doc is the predicted one's), as readers and `make_pair` ensure. With no gold
+    alignment at all (e.g. `spacy evaluate` on projection data) the scores are None, as spaCy's own
+    scorers give for undefined scores, never 0.0.
     """
     counts = AlignmentCounts()
     for eg in examples:
@@ -101,6 +103,8 @@ def score_alignment(examples: Iterable[Example], **kwargs: Any) -> Dict[str, flo
         if gold is None:
             continue
         counts.add_gold(_predicted_links_in_reference(eg), gold)
+    if not counts.pairs or not counts.predicted + counts.sure:
+        return {f"align_{k}": None for k in ("aer", "p", "r", "f")}
     return counts.scores("align_")
 
 
