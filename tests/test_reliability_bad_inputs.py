@@ -109,7 +109,7 @@ def test_negative_sinkhorn_iterations_is_an_error(tiny_encoder, value):
 
 # -- item 9: smaller bad inputs -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("code", ["E11.6.5", "E1.16", "N2.8.1", ".E11"])
+@pytest.mark.parametrize("code", ["E11.6.5", "E1.16", "N2.8.1", ".E11", "E11.6.", "A0.01"])
 def test_misplaced_dots_never_become_a_real_code(code):
     with pytest.raises(ValueError, match="invalid ICD-10 code"):
         normalize_code(code)
@@ -127,10 +127,17 @@ def test_negative_limits_are_errors(tmp_path):
         create_multiclinai_reader(tmp_path / "x.jsonl", limit=-1)
     with pytest.raises(ValueError, match="limit must be an integer >= 0"):
         list(read_multiclinai_examples(spacy.blank("en").vocab, tmp_path / "x.jsonl", limit=-2))
-    from spacy_clinalign.evaluation import evaluate_gold_sets
+    from spacy_clinalign.scoring.gold_sets import evaluate_gold_sets
 
     with pytest.raises(ValueError, match="limit must be an integer >= 0"):
         evaluate_gold_sets(spacy.blank("en"), tmp_path, limit=-1)
+    from spacy_clinalign.linking.catalog import Catalog
+    from spacy_clinalign.linking.training import catalog_training_pairs
+
+    catalog = Catalog([("E11.9", ["Type 2 diabetes", "diabetes tipo 2"])])
+    with pytest.raises(ValueError, match="limit must be an integer >= 0"):
+        catalog_training_pairs(catalog, limit=-1)
+    assert catalog_training_pairs(catalog, limit=None) == [("diabetes tipo 2", "E11.9")]
     reader = create_parallel_corpus_reader(par, limit=0)
     assert len(list(reader(spacy.blank("en")))) == 1
 

@@ -30,9 +30,9 @@ def normalize_code(code: str) -> str:
     if "-" in text:
         start, _, end = text.partition("-")
         return f"{normalize_code(start)}-{normalize_code(end)}"
-    if "." in text and (text.count(".") > 1 or text.index(".") != 3 or not _DIAGNOSIS.match(text[:3])):
-        # A dot is only ever the one after a diagnosis category (`E11.65`): dropping the others would turn
-        # `E11.6.5` into the real, different code `E11.65`.
+    if "." in text and (text.count(".") > 1 or text.index(".") != 3):
+        # A dot is only ever the one after the 3-character category (`E11.65`): dropping the others would
+        # turn `E11.6.5` into the real, different code `E11.65`.
         raise ValueError(f"invalid ICD-10 code {code!r}: a dot may only follow the 3-character category (e.g. E11.65)")
     bare = text.replace(".", "")
     if _DIAGNOSIS.match(bare):

@@ -37,14 +37,14 @@ def catalog_training_pairs(catalog: Catalog, limit: Optional[int] = None, seed: 
     """Pairs the catalogue gives for free: each non-title description (inclusion term, translation,
     synonym) as a query for its code, and each code title as a query for its code (the positive text is
     then another description, or the parent's title when there is none)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"catalog_training_pairs: limit must be an integer >= 0 or None, got {limit!r}")
     pairs = []
     for entry in catalog:
         for text in entry.descriptions[1:]:
             pairs.append((text, entry.code))
     rng = random.Random(seed)
     rng.shuffle(pairs)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"catalog_training_pairs: limit must be an integer >= 0 or None, got {limit!r}")
     return pairs[:limit] if limit is not None else pairs
 
 
