@@ -86,7 +86,7 @@ def test_wordpiece_windows_respect_the_encoder_limit_and_cover_every_token(short
 def test_wordpiece_windows_reject_zero_window_and_need_a_bound_tokenizer(short_encoder):
     with pytest.raises(ValueError, match="window must be an integer >= 1"):
         WordpieceStridedSpans(window=0, stride=1)
-    with pytest.raises(ValueError, match="stride must be an integer between 1 and window"):
+    with pytest.raises(ValueError, match="stride must be an integer with 1 <= stride <= window"):
         WordpieceStridedSpans(window=8, stride=9)
     with pytest.raises(ValueError, match="needs the encoder's tokenizer"):
         WordpieceStridedSpans(window=8, stride=4)([spacy.blank("en")("a b")])
