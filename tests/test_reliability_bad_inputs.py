@@ -72,15 +72,17 @@ def test_wordpiece_windows_respect_the_encoder_limit_and_cover_every_token(short
     get_spans = transformer.attrs["get_spans"]
     tokenizer = transformer.tokenizer
     doc = nlp.make_doc(" ".join([TARGET] + [HGVS] * 40 + ["deficiency of calcium"] * 30))
-    windows = get_spans([doc])[0]
-    covered = set()
-    for span in windows:
-        covered.update(range(span.start, span.end))
-        n_pieces = len(tokenizer(span.text)["input_ids"])
-        assert len(span) == 1 or n_pieces <= MAX_LENGTH, (span.start, span.end, n_pieces)
-    assert covered == set(range(len(doc)))
-    # a token too long for the encoder stands alone in its window
-    assert any(len(span) == 1 and len(tokenizer(span.text)["input_ids"]) > MAX_LENGTH for span in windows)
+    assert get_spans.sentences  # the default: sentence windows, cut by wordpieces too
+    for getter in (get_spans, WordpieceStridedSpans(window=128, stride=96).bind(transformer)):
+        windows = getter([doc])[0]
+        covered = set()
+        for span in windows:
+            covered.update(range(span.start, span.end))
+            n_pieces = len(tokenizer(span.text)["input_ids"])
+            assert len(span) == 1 or n_pieces <= MAX_LENGTH, (span.start, span.end, n_pieces)
+        assert covered == set(range(len(doc)))
+        # a token too long for the encoder stands alone in its window
+        assert any(len(span) == 1 and len(tokenizer(span.text)["input_ids"]) > MAX_LENGTH for span in windows)
 
 
 def test_wordpiece_windows_reject_zero_window_and_need_a_bound_tokenizer(short_encoder):

@@ -124,3 +124,26 @@ def test_a_pair_over_max_matrix_gib_warns_before_aligning(tiny_encoder):
     assert estimate_pair_bytes(20000, 20000, store_matrix=False) < 200 * 2**20
     with pytest.raises(ValueError, match="max_matrix_gib must be > 0"):
         spacy.blank("en").add_pipe("clinical_aligner", config=aligner_config(tiny_encoder, max_matrix_gib=0))
+
+
+def test_document_band_is_applied_in_place_and_on_the_fly_as_the_dense_mask():
+    from spacy_clinalign.alignment.matrix import OUTSIDE_BAND, rectangles_mask
+    from spacy_clinalign.alignment.relink import alignment_from_scores, restrict_to
+
+    rng = numpy.random.default_rng(7)
+    t = rng.standard_normal((40, 8)).astype("float32")
+    s = rng.standard_normal((30, 8)).astype("float32")
+    rectangles = numpy.array([[0, 15, 0, 12], [15, 40, 10, 30], [10, 20, 25, 30]])
+    mask = rectangles_mask(rectangles, 0, 40, 30)
+    dense = restrict_to(pair_scores(t, s), mask)  # the copy the dense code made
+    in_place = pair_scores(t, s)
+    in_place.restrict_to_band(rectangles)
+    numpy.testing.assert_array_equal(in_place.cosine, dense.cosine)
+    lazy = pair_scores(t, s, store=False)
+    lazy.restrict_to_band(rectangles)
+    numpy.testing.assert_allclose(lazy.cosine_rows(0, 40), dense.cosine, atol=1e-6)
+    for method in ("argmax", "itermax", "threshold"):
+        expected = alignment_from_scores(dense, method)
+        assert (in_place.cosine[tuple(expected.links.T)] > OUTSIDE_BAND).all()
+        assert alignment_from_scores(in_place, method) == expected
+        numpy.testing.assert_array_equal(alignment_from_scores(lazy, method).links, expected.links)
