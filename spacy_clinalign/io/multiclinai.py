@@ -1,7 +1,7 @@
 """The paired MultiClinAI jsonl (../shared/data/multiclinai): one Spanish paragraph and its English
 translation per line, whitespace tokens with BIO tags for one entity type on each side."""
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List
+from typing import Callable, Iterable, Iterator, List, Optional
 
 import srsly
 from spacy.language import Language
@@ -13,6 +13,14 @@ from ..pairs import register_extensions
 from .bio import bio_to_spans
 
 REQUIRED = ("es_tokens", "es_tags", "en_tokens", "en_tags")
+SPLITS = ("tune", "report")
+
+
+def multiclinai_split(pair_id: int) -> str:
+    """The fixed tuning discipline for the dev pairs: pair id = 0-based line number in the jsonl; even ids
+    are the `tune` half (choose settings there), odd ids the `report` half (publish figures only from it).
+    Alternating keeps both halves' label mix equal, since the file groups pairs by entity type."""
+    return "tune" if pair_id % 2 == 0 else "report"
 
 
 def _doc_with_spans(vocab, tokens: List[str], tags: List[str], key: str, where: str) -> Doc:
@@ -28,16 +36,24 @@ def _doc_with_spans(vocab, tokens: List[str], tags: List[str], key: str, where: 
     return doc
 
 
-def read_multiclinai_examples(vocab, path: Path, spans_key: str = "projected", limit: int = 0) -> Iterator[Example]:
+def read_multiclinai_examples(vocab, path: Path, spans_key: str = "projected", limit: int = 0,
+                              split: Optional[str] = None) -> Iterator[Example]:
     """Examples whose predicted target Doc carries the annotated source (`_.source.ents`) and whose
-    reference holds the gold target spans in `spans[spans_key]` and `ents`."""
+    reference holds the gold target spans in `spans[spans_key]` and `ents`. `split` ("tune" or "report",
+    see `multiclinai_split`) keeps one half; `limit` counts the pairs kept."""
     register_extensions()
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"MultiClinAI split must be one of {SPLITS} or None, got {split!r}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"MultiClinAI pairs not found: {path}")
+    kept = 0
     for n, row in enumerate(srsly.read_jsonl(path), start=1):
-        if limit and n > limit:
+        if split is not None and multiclinai_split(n - 1) != split:
+            continue
+        if limit and kept >= limit:
             break
+        kept += 1
         missing = [k for k in REQUIRED if k not in row]
         if missing:
             raise ValueError(f"{path}:{n}: missing fields {missing}")
@@ -50,8 +66,9 @@ def read_multiclinai_examples(vocab, path: Path, spans_key: str = "projected", l
 
 
 @registry.readers("spacy-clinalign.MultiClinAIPairs.v1")
-def create_multiclinai_reader(path: Path, spans_key: str = "projected", limit: int = 0) -> Callable[[Language], Iterable[Example]]:
+def create_multiclinai_reader(path: Path, spans_key: str = "projected", limit: int = 0,
+                              split: Optional[str] = None) -> Callable[[Language], Iterable[Example]]:
     def read(nlp: Language) -> Iterator[Example]:
-        yield from read_multiclinai_examples(nlp.vocab, path, spans_key, limit)
+        yield from read_multiclinai_examples(nlp.vocab, path, spans_key, limit, split)
 
     return read
