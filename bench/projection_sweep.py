@@ -53,7 +53,11 @@ def main() -> None:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.1])
     parser.add_argument("--temperatures", type=float, nargs="+", default=[2.0])
     parser.add_argument("--gaps", type=int, nargs="+", default=[1])
-    parser.add_argument("--directions", nargs="+", default=["target_to_source"])
+    parser.add_argument("--symmetrize", nargs="+", default=["none"],
+                        help="none (soft target-to-source rows), intersection, union, grow_diag_final")
+    parser.add_argument("--max-lengths", type=int, nargs="+", default=[10])
+    parser.add_argument("--source-lang", default="es")
+    parser.add_argument("--target-lang", default="en")
     parser.add_argument("--length-priors", type=float, nargs="+", default=[1.0])
     parser.add_argument("--betas", type=float, nargs="+", default=[1.0])
     parser.add_argument("--errors", action="store_true", help="print the error-category table of each best setting")
@@ -64,14 +68,16 @@ def main() -> None:
     projector = nlp.get_pipe("span_projector")
     for decoder in args.decoders:
         rows = []
-        grid = itertools.product(args.thresholds, args.temperatures, args.gaps, args.directions,
-                                 args.length_priors if decoder == "candidates" else [None],
-                                 args.betas if decoder == "candidates" else [None])
-        for threshold, temperature, gap, direction, prior, beta in grid:
+        cand = decoder == "candidates"
+        grid = itertools.product(args.thresholds, args.temperatures, args.gaps if not cand else [1], args.symmetrize,
+                                 args.length_priors if cand else [None], args.betas if cand else [None],
+                                 args.max_lengths if cand else [None])
+        for threshold, temperature, gap, sym, prior, beta, max_length in grid:
             setting = dict(decoder=decoder, threshold=threshold, temperature=temperature, max_gap=gap,
-                           direction=direction)
-            if decoder == "candidates":
-                setting.update(length_prior=prior, beta=beta)
+                           symmetrize=None if sym == "none" else sym, source_lang=args.source_lang,
+                           target_lang=args.target_lang)
+            if cand:
+                setting.update(length_prior=prior, beta=beta, max_length=max_length)
             projector.cfg.update(setting)
             for eg in examples:
                 projector(eg.predicted)

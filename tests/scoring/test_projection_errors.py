@@ -73,3 +73,25 @@ def test_examples_with_different_texts_are_refused():
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match="texts differ"):
         classify_examples([Example(nlp("a b"), nlp("a c"))])
+
+
+def test_evaluate_projection_writes_errors_tsv(tiny_encoder, tmp_path, capsys):
+    import json
+
+    from spacy_clinalign.cli import main
+
+    rows = [{"label": "DIS", "es_tokens": ["Paciente", "con", "neumonía", f"n{i}"], "es_tags": ["O", "O", "B-DIS", "O"],
+             "en_tokens": ["Patient", "with", "pneumonia", f"n{i}"], "en_tags": ["O", "B-DIS", "I-DIS", "I-DIS"]}
+            for i in range(3)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf8")
+    out = tmp_path / "errors.tsv"
+    main(["evaluate-projection", str(tiny_encoder), str(data), "--layer", "2", "--split", "tune",
+          "--decoder", "candidates", "--symmetrize", "grow_diag_final", "--errors", str(out)])
+    printed = capsys.readouterr().out
+    assert "errors per label" in printed and "micro" in printed
+    table = list(csv.reader(out.open(encoding="utf8"), delimiter="\t"))
+    assert table[0][:3] == ["doc_id", "label", "category"]
+    assert {r[0] for r in table[1:]} <= {"0", "2"}  # only the tune half (even pair ids)
+    assert len(table) - 1 == int(printed.strip().splitlines()[-1].split()[-1])  # one row per counted error
+    assert all(r[6] == "with pneumonia n0" or r[6].startswith("with pneumonia") for r in table[1:] if r[3])
