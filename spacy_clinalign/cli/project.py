@@ -90,8 +90,8 @@ def add_commands(sub) -> None:
     p.add_argument("--split", choices=["tune", "report"], help="only that half of the dev pairs (pair id parity)")
     p.add_argument("--decoder", choices=["longest_run", "candidates"], default=None)
     p.add_argument("--symmetrize", choices=["none", "intersection", "union", "grow_diag_final"], default=None)
-    p.add_argument("--source-lang", default=None, help="function words of the source (e.g. es) for span edges")
-    p.add_argument("--target-lang", default=None, help="function words of the target (e.g. en) for span edges")
+    p.add_argument("--source-lang", default="es", help="function words of the source for span edges")
+    p.add_argument("--target-lang", default="en", help="function words of the target for span edges")
     p.add_argument("--retokenize", nargs=2, metavar=("SOURCE_LANG", "TARGET_LANG"),
                    help="re-tokenize both sides with spaCy's tokenizers (punctuation split off) instead of the "
                         "whitespace tokens; scores stay on characters")

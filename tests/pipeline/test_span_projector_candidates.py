@@ -136,6 +136,10 @@ def test_overlapping_source_spans_of_different_labels_both_project(decoder):
         ("abdominal pain", "SYM"), ("acute abdominal pain", "DIS")]
 
 
+def test_candidates_is_the_default_decoder():
+    assert spacy.blank("en").add_pipe("span_projector").cfg["decoder"] == "candidates"
+
+
 def test_bad_decoder_settings_are_refused():
     for cfg, word in (({"decoder": "beam"}, "decoder"), ({"symmetrize": "avg"}, "symmetrize"),
                       ({"max_length": 0}, "max_length"), ({"beta": 0.0}, "beta")):
