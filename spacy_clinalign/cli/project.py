@@ -55,7 +55,7 @@ def cmd_project(args: argparse.Namespace) -> None:
                              ".txt and .ann files. Choose a new folder")
     task = ProjectTask(args.model, args.source_dir, args.target_dir, tsv=args.tsv, tsv_format=args.tsv_format,
                        annotated_only=args.annotated_only, source_lang=args.source_lang, layer=args.layer,
-                       threshold=args.threshold, temperature=args.temperature)
+                       threshold=args.threshold, temperature=args.temperature, target_lang=args.target_lang)
     summary = run_task(task, out_dir, args, gpu_id=args.gpu_id)
     if args.html:  # the first documents again, in this process
         from ..render import render, render_page
@@ -108,6 +108,8 @@ def add_commands(sub) -> None:
                    help="spaccc: filename, mark, label, start, end, text (with header); codiesp-x: CodiEsp X.tsv")
     p.add_argument("--annotated-only", action="store_true", help="with --tsv: skip documents the TSV does not mention")
     p.add_argument("--source-lang", default="es")
+    p.add_argument("--target-lang", default=None,
+                   help="the translations' language (e.g. en): its function words never start or end a projected span")
     p.add_argument("--layer", type=positive_int, default=8)
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--temperature", type=positive_float, default=None)
