@@ -16,14 +16,31 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
     from ..io.multiclinai import read_multiclinai_examples
 
     nlp = load_projection_pipeline(args.model, args.layer, args.gpu_id, threshold=args.threshold,
-                                   temperature=args.temperature, max_gap=args.max_gap)
-    examples = list(read_multiclinai_examples(nlp.vocab, Path(args.data), limit=args.limit))
+                                   temperature=args.temperature, max_gap=args.max_gap, decoder=args.decoder,
+                                   symmetrize=None if args.symmetrize == "none" else args.symmetrize, target_lang=args.target_lang,
+                                   source_lang=args.source_lang)
+    if args.symmetrize == "none":
+        nlp.get_pipe("span_projector").cfg["symmetrize"] = None
+    examples = list(read_multiclinai_examples(nlp.vocab, Path(args.data), limit=args.limit, split=args.split,
+                                              tokenizer_langs=args.retokenize))
     if args.ner:
         label_map = dict(item.split("=", 1) for item in args.ner_label_map)
         add_ner_support(args.ner, [eg.predicted for eg in examples], batch_size=args.batch_size)
         nlp.get_pipe("span_projector").cfg.update(support_spans_key="ner", support_label_map=label_map)
     scores = nlp.evaluate(examples, batch_size=args.batch_size)
     print(format_span_scores(scores))
+    if args.errors:
+        import io as _io
+
+        from ..io.multiclinai import multiclinai_split
+        from ..scoring.projection_errors import classify_examples, errors_to_tsv, format_error_counts
+
+        ids = [str(i) for i in range(sum(1 for _ in srsly.read_jsonl(args.data)))
+               if args.split is None or multiclinai_split(i) == args.split][:len(examples)]
+        errors = classify_examples(examples, doc_ids=ids)
+        print("errors per label (rows in %s):" % args.errors)
+        print(format_error_counts(errors))
+        atomic_write_text(args.errors, errors_to_tsv(errors, {i: eg.reference.text for i, eg in zip(ids, examples)}))
     if args.output:
         atomic_write_text(args.output, srsly.json_dumps({k: v for k, v in scores.items() if k.startswith(("proj_", "align_"))}, indent=2) + "\n")
 
@@ -38,7 +55,7 @@ def cmd_project(args: argparse.Namespace) -> None:
                              ".txt and .ann files. Choose a new folder")
     task = ProjectTask(args.model, args.source_dir, args.target_dir, tsv=args.tsv, tsv_format=args.tsv_format,
                        annotated_only=args.annotated_only, source_lang=args.source_lang, layer=args.layer,
-                       threshold=args.threshold, temperature=args.temperature)
+                       threshold=args.threshold, temperature=args.temperature, target_lang=args.target_lang)
     summary = run_task(task, out_dir, args, gpu_id=args.gpu_id)
     if args.html:  # the first documents again, in this process
         from ..render import render, render_page
@@ -68,6 +85,16 @@ def add_commands(sub) -> None:
     p.add_argument("--ner-label-map", nargs="+", default=["DISEASE=DIS", "PROCEDURE=PRO", "SYMPTOM=SYM"],
                    help="NER_LABEL=PROJECTED_LABEL pairs")
     p.add_argument("--output", help="also write the scores as JSON")
+    p.add_argument("--errors", help="write one row per projection error (missing, spurious, boundary...) to this "
+                                    "TSV and print the counts per label")
+    p.add_argument("--split", choices=["tune", "report"], help="only that half of the dev pairs (pair id parity)")
+    p.add_argument("--decoder", choices=["longest_run", "candidates"], default=None)
+    p.add_argument("--symmetrize", choices=["none", "intersection", "union", "grow_diag_final"], default=None)
+    p.add_argument("--source-lang", default="es", help="function words of the source for span edges")
+    p.add_argument("--target-lang", default="en", help="function words of the target for span edges")
+    p.add_argument("--retokenize", nargs=2, metavar=("SOURCE_LANG", "TARGET_LANG"),
+                   help="re-tokenize both sides with spaCy's tokenizers (punctuation split off) instead of the "
+                        "whitespace tokens; scores stay on characters")
     p.set_defaults(func=cmd_evaluate_projection)
 
     p = sub.add_parser("project", help="project brat/TSV annotations of source documents onto their translations")
@@ -81,6 +108,8 @@ def add_commands(sub) -> None:
                    help="spaccc: filename, mark, label, start, end, text (with header); codiesp-x: CodiEsp X.tsv")
     p.add_argument("--annotated-only", action="store_true", help="with --tsv: skip documents the TSV does not mention")
     p.add_argument("--source-lang", default="es")
+    p.add_argument("--target-lang", default=None,
+                   help="the translations' language (e.g. en): its function words never start or end a projected span")
     p.add_argument("--layer", type=positive_int, default=8)
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--temperature", type=positive_float, default=None)

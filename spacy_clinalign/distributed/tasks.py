@@ -130,7 +130,8 @@ class ProjectTask(CorpusTask):
 
     def __init__(self, model: str, source_dir, target_dir, *, tsv: Optional[Sequence] = None,
                  tsv_format: str = "spaccc", annotated_only: bool = False, source_lang: str = "es", layer: int = 8,
-                 threshold: Optional[float] = None, temperature: Optional[float] = None):
+                 threshold: Optional[float] = None, temperature: Optional[float] = None,
+                 target_lang: Optional[str] = None):
         self.model = _model_ref(model)
         self.source_dir, self.target_dir = _absolute(source_dir), _absolute(target_dir)
         self.tsv = [str(_absolute(p)) for p in tsv] if tsv else None
@@ -140,6 +141,7 @@ class ProjectTask(CorpusTask):
         self.annotated_only = annotated_only
         self.source_lang, self.layer = source_lang, layer
         self.threshold, self.temperature = threshold, temperature
+        self.target_lang = target_lang  # function words that never start or end a projected span
 
     def records(self) -> List[Dict[str, Any]]:
         from ..io.standoff import read_codiesp_x, read_spaccc_tsv
@@ -175,7 +177,8 @@ class ProjectTask(CorpusTask):
         from ..pipelines import load_projection_pipeline
 
         nlp = load_projection_pipeline(self.model, self.layer, gpu_id, threshold=self.threshold,
-                                       temperature=self.temperature)
+                                       temperature=self.temperature, source_lang=self.source_lang,
+                                       target_lang=self.target_lang)
         nlp.get_pipe("span_projector").cfg["source_spans_key"] = "source"
         return _State(nlp, spacy.blank(self.source_lang))
 

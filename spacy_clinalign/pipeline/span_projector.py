@@ -9,7 +9,9 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import filter_spans
 
-from ..alignment.projection import decode_span, project_membership, row_stochastic
+from ..alignment.candidates import blocked_edges, decode_candidates, is_punct_text, span_evidence
+from ..alignment.projection import DecodedSpan, decode_span, row_stochastic
+from ..alignment.symmetrize import SYMMETRIZATIONS, directional_links, symmetrize
 from ..pairs import register_extensions, spans_of
 
 
@@ -28,6 +30,14 @@ from ..pairs import register_extensions, spans_of
         "support_label_map": {},
         "support_mode": "bridge",
         "set_ents": False,
+        "decoder": "candidates",
+        "symmetrize": None,
+        "max_length": 10,
+        "beta": 1.0,
+        "length_prior": 0.5,
+        "max_spans": 1,
+        "source_lang": None,
+        "target_lang": None,
         "scorer": {"@scorers": "spacy-clinalign.projection_scorer.v1"},
     },
     default_score_weights={"proj_char_f": 1.0, "proj_strict_f": 0.0, "proj_char_p": None, "proj_char_r": None,
@@ -36,13 +46,17 @@ from ..pairs import register_extensions, spans_of
 def make_span_projector(
     nlp: Language, name: str, source_spans_key: Optional[str], output_key: str, threshold: float, max_gap: int,
     temperature: float, support_spans_key: Optional[str], support_same_label: bool, support_label_map: Dict[str, str],
-    support_mode: str, set_ents: bool, scorer: Optional[Callable],
+    support_mode: str, set_ents: bool, decoder: str, symmetrize: Optional[str], max_length: int, beta: float,
+    length_prior: float, max_spans: int, source_lang: Optional[str], target_lang: Optional[str],
+    scorer: Optional[Callable],
 ) -> "SpanProjector":
     return SpanProjector(
         nlp.vocab, name, source_spans_key=source_spans_key, output_key=output_key, threshold=threshold,
         max_gap=max_gap, temperature=temperature, support_spans_key=support_spans_key,
         support_same_label=support_same_label, support_label_map=support_label_map, support_mode=support_mode,
-        set_ents=set_ents, scorer=scorer,
+        set_ents=set_ents, decoder=decoder, symmetrize=symmetrize, max_length=max_length, beta=beta,
+        length_prior=length_prior, max_spans=max_spans, source_lang=source_lang, target_lang=target_lang,
+        scorer=scorer,
     )
 
 
@@ -57,9 +71,19 @@ class SpanProjector(Pipe):
     tokens, while "extend" also widens the span's edges), bridging up to `max_gap` tokens, becomes the projected span in
     `doc.spans[output_key]` with the label, kb_id and extension values of its source span, plus
     `_.source_span` and `_.score`. Source spans with no token above threshold go to `doc._.unprojected`
-    as dicts (span, best_score, best_token). Nested and overlapping source spans project independently.
-    Defaults (threshold 0.1, temperature 2.0, one gap token) are the best one-gap setting found by
-    bench/projection_sweep.py on the MultiClinAI es-en dev pairs with the distilled e5 aligner.
+    as dicts (span, best_score, best_token, reason). Nested and overlapping source spans project independently.
+
+    `decoder` "candidates" (alignment/candidates.py) instead scores target n-grams of up to `max_length`
+    tokens (and support spans, and noun chunks when the target is parsed) by an F-measure (`beta`) of the
+    two alignment directions times a length-ratio prior (`length_prior`), and keeps the best `max_spans`
+    non-overlapping ones. Neither decoder lets a span start or end on punctuation (the candidate decoder:
+    nor on a function word of `target_lang`, default the Doc's `is_stop`) unless the source span does (its
+    edges are judged with `source_lang`). `symmetrize` (None: the soft target-to-source rows; or
+    "intersection", "union", "grow_diag_final") first turns both directions' argmax links into one link set.
+    Defaults: the candidate decoder with threshold 0.1, temperature 2.0, length_prior 0.5, beta 1, the best
+    setting of bench/projection_sweep.py on the `tune` half of the MultiClinAI es-en dev pairs with the
+    untrained e5 aligner (strict F 0.760 vs 0.650 for the longest run at its old defaults; bench/RESULTS.md).
+    The longest-run settings (threshold 0.1, temperature 2.0, one gap) were tuned with the distilled aligner.
     """
 
     def __init__(
@@ -67,7 +91,9 @@ class SpanProjector(Pipe):
         output_key: str = "projected", threshold: float = 0.1, max_gap: int = 1, temperature: float = 2.0,
         support_spans_key: Optional[str] = None, support_same_label: bool = True,
         support_label_map: Optional[Dict[str, str]] = None, support_mode: str = "bridge", set_ents: bool = False,
-        scorer: Optional[Callable] = None,
+        decoder: str = "candidates", symmetrize: Optional[str] = None, max_length: int = 10, beta: float = 1.0,
+        length_prior: float = 0.5, max_spans: int = 1, source_lang: Optional[str] = None,
+        target_lang: Optional[str] = None, scorer: Optional[Callable] = None,
     ):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"{name}: threshold must be in (0, 1], got {threshold}")
@@ -77,6 +103,14 @@ class SpanProjector(Pipe):
             raise ValueError(f"{name}: temperature must be > 0, got {temperature}")
         if support_mode not in ("bridge", "extend"):
             raise ValueError(f"{name}: support_mode must be 'bridge' or 'extend', got {support_mode!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"{name}: decoder must be one of {DECODERS}, got {decoder!r}")
+        if symmetrize is not None and symmetrize not in SYMMETRIZATIONS:
+            raise ValueError(f"{name}: symmetrize must be None or one of {SYMMETRIZATIONS}, got {symmetrize!r}")
+        if max_length < 1 or max_spans < 1:
+            raise ValueError(f"{name}: max_length and max_spans must be >= 1, got {max_length} and {max_spans}")
+        if beta <= 0 or length_prior < 0:
+            raise ValueError(f"{name}: beta must be > 0 and length_prior >= 0, got {beta} and {length_prior}")
         register_extensions()
         self.vocab = vocab
         self.name = name
@@ -85,7 +119,9 @@ class SpanProjector(Pipe):
             "source_spans_key": source_spans_key, "output_key": output_key, "threshold": threshold,
             "max_gap": max_gap, "temperature": temperature, "support_spans_key": support_spans_key,
             "support_same_label": support_same_label, "support_label_map": dict(support_label_map or {}),
-            "support_mode": support_mode, "set_ents": set_ents,
+            "support_mode": support_mode, "set_ents": set_ents, "decoder": decoder, "symmetrize": symmetrize,
+            "max_length": max_length, "beta": beta, "length_prior": length_prior, "max_spans": max_spans,
+            "source_lang": source_lang, "target_lang": target_lang,
         }
 
     def source_spans(self, source: Doc) -> List[Span]:
@@ -119,26 +155,48 @@ class SpanProjector(Pipe):
                 f"{self.name}: the alignment is {alignment.n_target} x {alignment.n_source} but the pair has "
                 f"{len(doc)} target and {len(source)} source tokens"
             )
-        rows = row_stochastic(alignment.scores().dot(), self.cfg["temperature"]) if len(doc) and len(source) else None
         skip = numpy.array([t.is_space for t in doc], dtype=bool)
+        weights = self._weights(doc, source, alignment, skip) if len(doc) and len(source) else None
+        candidates = self.cfg["decoder"] == "candidates"
+        if weights is not None:
+            blocked = blocked_edges(doc, self.cfg["target_lang"])
+            punct = numpy.array([t.is_punct or is_punct_text(t.text) for t in doc], dtype=bool)
+            src_blocked = blocked_edges(source, self.cfg["source_lang"])
+            src_punct = [t.is_punct or is_punct_text(t.text) for t in source]
+            chunks = _noun_chunks(doc) if candidates else []
         projected: List[Span] = []
         unprojected: List[Dict] = []
         for src_span in self.source_spans(source):
-            if rows is None:
-                unprojected.append({"span": src_span, "best_score": 0.0, "best_token": None})
+            if weights is None:
+                unprojected.append({"span": src_span, "best_score": 0.0, "best_token": None, "reason": "empty_pair"})
                 continue
-            scores = project_membership(rows, src_span.start, src_span.end)
-            decoded = decode_span(scores, self.cfg["threshold"], self.cfg["max_gap"],
-                                  self._support(doc, src_span.label_), skip, self.cfg["support_mode"])
-            if decoded is None:
-                best = int(scores.argmax())
-                unprojected.append({"span": src_span, "best_score": float(scores[best]), "best_token": best})
+            evidence = span_evidence(weights, weights, src_span.start, src_span.end)
+            support = self._support(doc, src_span.label_)
+            if candidates:
+                extra = chunks + ([] if support is None else _runs(support))
+                decoded = decode_candidates(
+                    evidence, len(src_span), self.cfg["threshold"], self.cfg["max_length"], self.cfg["beta"],
+                    self.cfg["length_prior"],
+                    blocked_start=None if src_blocked[src_span.start] else blocked,
+                    blocked_end=None if src_blocked[src_span.end - 1] else blocked,
+                    skip=skip, extra=extra, max_spans=self.cfg["max_spans"],
+                )
+            else:
+                found = decode_span(evidence.share, self.cfg["threshold"], self.cfg["max_gap"], support, skip,
+                                    self.cfg["support_mode"])
+                decoded = [_trim(found, punct, src_punct[src_span.start], src_punct[src_span.end - 1])] if found else []
+                decoded = [d for d in decoded if d is not None]
+            if not decoded:
+                best = int(evidence.share.argmax())
+                unprojected.append({"span": src_span, "best_score": float(evidence.share[best]), "best_token": best,
+                                    "reason": "no_aligned_target"})
                 continue
-            span = Span(doc, decoded.start, decoded.end, label=src_span.label_, kb_id=src_span.kb_id_)
-            _copy_span_extensions(src_span, span)
-            span._.source_span = src_span
-            span._.score = decoded.score
-            projected.append(span)
+            for found in decoded:
+                span = Span(doc, found.start, found.end, label=src_span.label_, kb_id=src_span.kb_id_)
+                _copy_span_extensions(src_span, span)
+                span._.source_span = src_span
+                span._.score = found.score
+                projected.append(span)
         doc.spans[self.cfg["output_key"]] = projected
         doc._.unprojected = unprojected
         if self.cfg["set_ents"]:
@@ -150,6 +208,18 @@ class SpanProjector(Pipe):
                 )
             doc.ents = kept
         return doc
+
+    def _weights(self, doc: Doc, source: Doc, alignment, skip: numpy.ndarray) -> numpy.ndarray:
+        """The (n_target, n_source) weights the decoders read: the soft target-to-source rows, or the
+        symmetrised argmax links of both directions (whitespace tokens never linked)."""
+        logits = alignment.scores().dot()
+        if self.cfg["symmetrize"] is None:
+            return row_stochastic(logits, self.cfg["temperature"])
+        t2s, s2t = directional_links(logits, self.cfg["temperature"])
+        links = symmetrize(t2s, s2t, self.cfg["symmetrize"])
+        links[skip] = False
+        links[:, [t.i for t in source if t.is_space]] = False
+        return links.astype("float32")
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, float]:
         kwargs.setdefault("spans_key", self.cfg["output_key"])
@@ -165,3 +235,38 @@ def _copy_span_extensions(source_span: Span, target_span: Span) -> None:
             and key[2] == source_span.start_char and key[3] == source_span.end_char
         ):
             target_span.doc.user_data[("._.", key[1], target_span.start_char, target_span.end_char)] = value
+
+
+DECODERS = ("longest_run", "candidates")
+
+
+def _trim(found: DecodedSpan, punct: numpy.ndarray, keep_left: bool, keep_right: bool) -> Optional[DecodedSpan]:
+    """Drop punctuation tokens at the span's edges unless the source span has punctuation on that edge."""
+    start, end = found.start, found.end
+    while not keep_left and start < end and punct[start]:
+        start += 1
+    while not keep_right and end > start and punct[end - 1]:
+        end -= 1
+    return DecodedSpan(start, end, found.score) if end > start else None
+
+
+def _runs(mask: numpy.ndarray) -> List:
+    """[start, end) of each run of True in mask."""
+    out, start = [], None
+    for i, flag in enumerate(list(mask) + [False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            out.append((start, i))
+            start = None
+    return out
+
+
+def _noun_chunks(doc: Doc) -> List:
+    """Noun chunks as extra candidates, when the target Doc is parsed (no parser is ever run here)."""
+    if not doc.has_annotation("DEP"):
+        return []
+    try:
+        return [(c.start, c.end) for c in doc.noun_chunks]
+    except (NotImplementedError, ValueError):  # a language without noun chunk rules
+        return []

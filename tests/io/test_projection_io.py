@@ -87,3 +87,34 @@ def test_render_pair_html(tiny_encoder):
     assert html.startswith("<!DOCTYPE html>") and "neumonía" in html and "DISEASE" in html and "<table>" in html
     with pytest.raises(ValueError, match="no `_.source`"):
         render(nlp.make_doc("x"), jupyter=False)
+
+
+def test_multiclinai_split_is_fixed_by_pair_id_and_halves_do_not_meet(tmp_path):
+    from spacy_clinalign.io.multiclinai import multiclinai_split
+
+    rows = [{"label": "DIS", "es_tokens": [f"w{i}"], "es_tags": ["B-DIS"], "en_tokens": [f"w{i}"], "en_tags": ["B-DIS"]}
+            for i in range(5)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf8")
+    vocab = spacy.blank("en").vocab
+    tune = [eg.predicted.text.strip() for eg in read_multiclinai_examples(vocab, path, split="tune")]
+    report = [eg.predicted.text.strip() for eg in read_multiclinai_examples(vocab, path, split="report")]
+    assert tune == ["w0", "w2", "w4"] and report == ["w1", "w3"]
+    assert [multiclinai_split(i) for i in range(4)] == ["tune", "report", "tune", "report"]
+    assert [eg.predicted.text.strip() for eg in read_multiclinai_examples(vocab, path, split="report", limit=1)] == ["w1"]
+    with pytest.raises(ValueError, match="split"):
+        next(read_multiclinai_examples(vocab, path, split="test"))
+
+
+def test_multiclinai_retokenized_keeps_text_and_gold_characters(tmp_path):
+    row = {"label": "DIS", "es_tokens": ["Tiene", "neumonía", "grave."], "es_tags": ["O", "B-DIS", "I-DIS"],
+           "en_tokens": ["Has", "severe", "pneumonia."], "en_tags": ["O", "B-DIS", "I-DIS"]}
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf8")
+    plain = next(read_multiclinai_examples(spacy.blank("en").vocab, path))
+    eg = next(read_multiclinai_examples(spacy.blank("en").vocab, path, tokenizer_langs=("es", "en")))
+    assert [t.text for t in eg.predicted] == ["Has", "severe", "pneumonia", "."]
+    assert eg.predicted.text == eg.reference.text == plain.predicted.text
+    (src,) = eg.predicted._.source.ents
+    assert [t.text for t in src] == ["neumonía", "grave", "."]  # the source span keeps its "." as a token
+    assert (src.start_char, src.end_char) == (6, 21)

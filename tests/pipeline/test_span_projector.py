@@ -139,7 +139,7 @@ def test_ner_support_with_label_map():
     nlp = spacy.blank("en")
     projector = nlp.add_pipe("span_projector", config={
         "threshold": 0.6, "temperature": 1.0, "support_spans_key": "ner", "support_label_map": {"DISEASE": "DIS"},
-        "support_mode": "extend"})
+        "support_mode": "extend", "decoder": "longest_run"})
     src, tgt = ["neumonía", "grave"], ["severe", "bilateral", "pneumonia"]
     doc = _aligned_pair(nlp, src, tgt, [(2, 0), (0, 1)], [(0, 1, "DIS")])
     doc.spans["ner"] = [Span(doc, 1, 3, label="DISEASE")]  # "bilateral" has no alignment: a uniform 0.5 share

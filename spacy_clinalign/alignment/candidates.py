@@ -1,0 +1,142 @@
+"""Candidate decoding (after T-Projection, Garcia-Ferrero et al. 2023): instead of growing the longest run
+of target tokens that pass a threshold, enumerate target-side candidate spans and pick the one whose
+alignment agrees best with the source span in both directions.
+
+For a source span S and a candidate C (target tokens [a, b)), on a weight matrix P (rows: target tokens;
+each row's share inside S is what the token "says") and R (columns: source tokens; where each source
+token's mass lands):
+- precision p(C) = mean over C's tokens that carry any mass of their row share inside S;
+- recall r(C) = R[C, S].sum() / R[:, S].sum(), the share of the source span's mass that C receives;
+- score = F_beta(p, r) * exp(-length_prior * |log(len(C) / len(S))|).
+Candidates are n-grams of up to `max_length` tokens that hold at least one seed token (row share >=
+`threshold`) and do not start or end on a blocked token (punctuation, function word, whitespace) unless
+the source span starts / ends on one, plus any extra spans given (NER support, noun chunks).
+"""
+import string
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.tokens import Doc, Span
+
+from .projection import DecodedSpan
+
+_PUNCT = set(string.punctuation) | set("¿¡«»“”‘’…–—·")
+
+
+def is_punct_text(text: str) -> bool:
+    return bool(text) and all(ch in _PUNCT for ch in text)
+
+
+def blocked_edges(doc: Doc, lang: Optional[str] = None) -> numpy.ndarray:
+    """Tokens a span should not start or end on: whitespace, punctuation and function words. Function
+    words are spaCy's stop words of `lang` (e.g. "en"; default: the Doc's own `is_stop`), matched on the
+    lowercased text without attached punctuation ("and," counts as "and"); only lexical attributes."""
+    stops = None
+    if lang is not None:
+        from spacy.util import get_lang_class
+
+        stops = get_lang_class(lang).Defaults.stop_words
+    out = numpy.zeros(len(doc), dtype=bool)
+    for token in doc:
+        bare = token.text.strip("".join(_PUNCT)).lower()
+        stop = (bare in stops) if stops is not None else (token.is_stop or doc.vocab[bare].is_stop)
+        out[token.i] = token.is_space or token.is_punct or is_punct_text(token.text) or (bool(bare) and stop)
+    return out
+
+
+@dataclass
+class SpanEvidence:
+    """Per-target-token evidence for one source span."""
+    share: numpy.ndarray  # row share inside the span (precision side)
+    has_mass: numpy.ndarray  # the token carries any alignment mass
+    received: numpy.ndarray  # share of the span's source-side mass the token receives (recall side)
+
+
+def span_evidence(P: numpy.ndarray, R: numpy.ndarray, start: int, end: int) -> SpanEvidence:
+    row_total = P.sum(axis=1)
+    inside = P[:, start:end].sum(axis=1)
+    share = numpy.divide(inside, row_total, out=numpy.zeros_like(inside, dtype="float64"), where=row_total > 0)
+    col = R[:, start:end].sum(axis=1).astype("float64")
+    total = col.sum()
+    received = col / total if total > 0 else numpy.zeros_like(col)
+    return SpanEvidence(share, row_total > 0, received)
+
+
+def score_candidate(ev: SpanEvidence, a: int, b: int, source_len: int, beta: float, length_prior: float) -> Tuple[float, float, float]:
+    """(score, precision, recall) of the candidate [a, b)."""
+    n_mass = int(ev.has_mass[a:b].sum())
+    p = float(ev.share[a:b].sum() / n_mass) if n_mass else 0.0
+    r = float(ev.received[a:b].sum())
+    f = (1 + beta ** 2) * p * r / (beta ** 2 * p + r) if p + r > 0 else 0.0
+    return f * float(numpy.exp(-length_prior * abs(numpy.log((b - a) / source_len)))), p, r
+
+
+def decode_candidates(
+    ev: SpanEvidence,
+    source_len: int,
+    threshold: float,
+    max_length: int = 10,
+    beta: float = 1.0,
+    length_prior: float = 1.0,
+    blocked_start: Optional[numpy.ndarray] = None,
+    blocked_end: Optional[numpy.ndarray] = None,
+    skip: Optional[numpy.ndarray] = None,
+    extra: Iterable[Tuple[int, int]] = (),
+    max_spans: int = 1,
+) -> List[DecodedSpan]:
+    """The best non-overlapping candidates (at most `max_spans`, best first); [] when no target token is a
+    seed (row share >= threshold). If the edge rules leave no n-gram, they are dropped rather than the span."""
+    n = len(ev.share)
+    seed = ev.share >= threshold
+    if skip is not None:
+        seed &= ~skip
+    if not seed.any():
+        return []
+    seeds_before = numpy.concatenate([[0], numpy.cumsum(seed)])
+    share_cum = numpy.concatenate([[0.0], numpy.cumsum(ev.share)])
+    mass_cum = numpy.concatenate([[0], numpy.cumsum(ev.has_mass)])
+    recv_cum = numpy.concatenate([[0.0], numpy.cumsum(ev.received)])
+    no_edge = skip if skip is not None else numpy.zeros(n, dtype=bool)
+
+    def grams(strict: bool) -> List[Tuple[float, int, int]]:
+        out = []
+        starts = numpy.arange(n)
+        for length in range(1, min(max_length, n) + 1):
+            a = starts[: n - length + 1]
+            b = a + length
+            ok = (seeds_before[b] - seeds_before[a] > 0) & ~no_edge[a] & ~no_edge[b - 1]
+            if strict:
+                if blocked_start is not None:
+                    ok &= ~blocked_start[a]
+                if blocked_end is not None:
+                    ok &= ~blocked_end[b - 1]
+            a, b = a[ok], b[ok]
+            if not len(a):
+                continue
+            n_mass = mass_cum[b] - mass_cum[a]
+            p = numpy.divide(share_cum[b] - share_cum[a], n_mass, out=numpy.zeros(len(a)), where=n_mass > 0)
+            r = recv_cum[b] - recv_cum[a]
+            denom = beta ** 2 * p + r
+            f = numpy.divide((1 + beta ** 2) * p * r, denom, out=numpy.zeros(len(a)), where=denom > 0)
+            prior = numpy.exp(-length_prior * numpy.abs(numpy.log(length / source_len)))
+            out.extend(zip((f * prior).tolist(), a.tolist(), b.tolist()))
+        return out
+
+    scored = grams(strict=True) or grams(strict=False)
+    for a, b in set(extra):
+        if 0 <= a < b <= n and seeds_before[b] - seeds_before[a] > 0:
+            scored.append((score_candidate(ev, a, b, source_len, beta, length_prior)[0], a, b))
+    # best first; ties: shorter, then leftmost
+    scored.sort(key=lambda x: (-x[0], x[2] - x[1], x[1]))
+    chosen: List[DecodedSpan] = []
+    for score, a, b in scored:
+        if len(chosen) >= max_spans:
+            break
+        if all(b <= c.start or a >= c.end for c in chosen):
+            chosen.append(DecodedSpan(a, b, float(score)))
+    return chosen
+
+
+def extra_spans(spans: Sequence[Span]) -> List[Tuple[int, int]]:
+    return [(s.start, s.end) for s in spans]
