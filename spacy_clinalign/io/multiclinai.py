@@ -28,9 +28,16 @@ def _doc_with_spans(vocab, tokens: List[str], tags: List[str], key: str, where: 
     return doc
 
 
+def pair_name(path: Path, line: int, row: dict) -> str:
+    """A pair's document name: its `id` field, else `<file stem>-<line number>` (the dev file has no ids).
+    The target text is the tokens joined by single spaces (`Doc(vocab, words=...)`), which TSV offsets index."""
+    return str(row["id"]) if row.get("id") is not None else f"{Path(path).stem}-{line}"
+
+
 def read_multiclinai_examples(vocab, path: Path, spans_key: str = "projected", limit: int = 0) -> Iterator[Example]:
     """Examples whose predicted target Doc carries the annotated source (`_.source.ents`) and whose
-    reference holds the gold target spans in `spans[spans_key]` and `ents`."""
+    reference holds the gold target spans in `spans[spans_key]` and `ents`. Both Docs get
+    `user_data["filename"]` (`pair_name`), the document name the shared-task TSV uses."""
     register_extensions()
     path = Path(path)
     if not path.exists():
@@ -44,6 +51,7 @@ def read_multiclinai_examples(vocab, path: Path, spans_key: str = "projected", l
         source = _doc_with_spans(vocab, row["es_tokens"], row["es_tags"], "gold", f"{path}:{n} (es)")
         reference = _doc_with_spans(vocab, row["en_tokens"], row["en_tags"], spans_key, f"{path}:{n} (en)")
         predicted = Doc(vocab, words=row["en_tokens"])
+        predicted.user_data["filename"] = reference.user_data["filename"] = pair_name(path, n, row)
         predicted._.source = source
         reference._.source = source
         yield Example(predicted, reference)
