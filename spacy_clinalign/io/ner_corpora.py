@@ -34,6 +34,7 @@ def read_spaccc_docs(nlp: Language, path: Path, spans_key: str = "entities", fil
         if limit and n >= limit:
             break
         doc = nlp.make_doc(txt.read_text(encoding="utf8"))
+        doc.user_data["filename"] = txt.stem  # the document name the shared-task TSV uses
         spans = entities_to_spans(doc, mentions.get(txt.stem, []), str(txt))
         doc.spans[spans_key] = spans
         doc.ents = filter_spans(spans)
@@ -44,7 +45,9 @@ def read_spaccc_docs(nlp: Language, path: Path, spans_key: str = "entities", fil
 def create_spaccc_reader(path: Path, spans_key: str = "entities", limit: int = 0) -> Callable[[Language], Iterable[Example]]:
     def read(nlp: Language) -> Iterator[Example]:
         for doc in read_spaccc_docs(nlp, path, spans_key, limit=limit):
-            yield Example(nlp.make_doc(doc.text), doc)
+            predicted = nlp.make_doc(doc.text)
+            predicted.user_data["filename"] = doc.user_data["filename"]
+            yield Example(predicted, doc)
 
     return read
 
