@@ -39,15 +39,15 @@ def write_shared_task_tsv(path: Union[str, Path], rows: Iterable[TsvSpan]) -> in
     path = Path(path)
     n = 0
     with atomic_open(path) as f:  # complete or absent
-        writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        # plain tab-joined lines, no csv quoting: the organisers' files hold quotes verbatim (`"` in a text)
+        f.write("\t".join(COLUMNS) + "\n")
         for row in rows:
             for value, name in ((row.filename, "filename"), (row.label, "label")):
                 if not value or any(c in value for c in "\t\r\n"):
                     raise ValueError(f"{path}: cannot write span {row}: its {name} {value!r} is empty or holds a tab/line break")
             if row.end <= row.start:
                 raise ValueError(f"{path}: cannot write span {row}: end_span {row.end} <= start_span {row.start}")
-            writer.writerow([row.filename, row.label, row.start, row.end, " ".join(row.text.split())])
+            f.write(f"{row.filename}\t{row.label}\t{row.start}\t{row.end}\t{' '.join(row.text.split())}\n")
             n += 1
     return n
 

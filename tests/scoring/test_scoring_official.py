@@ -119,14 +119,15 @@ def test_registered_scorers_report_the_official_char_metric():
 
 def test_tsv_round_trip_scores_one(tmp_path):
     nlp = spacy.blank("en")
-    docs = {"case-1": nlp.make_doc("Fever and\tsevere chest pain."), "case-2": nlp.make_doc("No findings.")}
+    docs = {"case-1": nlp.make_doc("Fever and\tsevere chest pain."), "case-2": nlp.make_doc('No "acute" findings.')}
     docs["case-1"].spans["projected"] = [Span(docs["case-1"], 0, 1, label="SYM"), Span(docs["case-1"], 1, 4, label="SYM")]
-    docs["case-2"].spans["projected"] = []
+    docs["case-2"].spans["projected"] = [Span(docs["case-2"], 1, 4, label="DIS")]  # quotes kept verbatim
     path = tmp_path / "pred.tsv"
-    assert write_doc_spans(path, [(name, d.spans["projected"]) for name, d in docs.items()]) == 2
+    assert write_doc_spans(path, [(name, d.spans["projected"]) for name, d in docs.items()]) == 3
     header, *lines = path.read_text(encoding="utf8").splitlines()
     assert header == "filename\tlabel\tstart_span\tend_span\ttext"
-    assert lines == ["case-1\tSYM\t0\t5\tFever", "case-1\tSYM\t6\t16\tand severe"]  # the tab became a space
+    assert lines == ["case-1\tSYM\t0\t5\tFever", "case-1\tSYM\t6\t16\tand severe",  # the tab became a space
+                     'case-2\tDIS\t3\t10\t"acute"']
     gold = read_shared_task_tsv(path, texts={n: d.text for n, d in docs.items()})
     predicted = [r for n, d in docs.items() for r in spans_to_rows(n, d.spans["projected"])]
     scores = score_tsv_rows(predicted, gold, documents=docs)
