@@ -84,3 +84,20 @@ def pick_demo_encoder(encoder: Optional[str], out: Path) -> Tuple[str, int]:
         file=sys.stderr,
     )
     return str(build_tiny_bert(out / "tiny-encoder")), 2
+
+
+def load_linker_pipeline(spec: str, catalog: str = "icd10cm+cie10", synonyms: Sequence[str] = (),
+                         threshold: Optional[float] = None) -> Language:
+    """A saved pipeline with icd_linker, or "bm25": a BM25-only icd_linker built over `catalog` (and
+    `synonyms` mention files), which needs no training. `threshold` overrides the NIL threshold."""
+    if spec == "bm25":
+        nlp = spacy.blank("es")
+        linker = nlp.add_pipe("icd_linker", config={"channels": "bm25"})
+        linker.initialize(catalog=catalog, synonyms=synonyms)
+    else:
+        nlp = spacy.load(spec)
+        if "icd_linker" not in nlp.pipe_names:
+            raise ValueError(f"{spec}: the pipeline has no icd_linker (pipes: {nlp.pipe_names})")
+    if threshold is not None:
+        nlp.get_pipe("icd_linker").cfg["threshold"] = threshold
+    return nlp

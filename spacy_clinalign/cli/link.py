@@ -109,6 +109,27 @@ def cmd_corpus(args: argparse.Namespace) -> None:
     print(f"links of every document in {Path(args.output_dir) / 'links.tsv'}")
 
 
+def cmd_evaluate_documents(args: argparse.Namespace) -> None:
+    import spacy
+
+    from ..scoring.document_coding import format_coding_table
+    from ..linking.document_coding import evaluate_document_coding, read_codiesp_split
+    from ..pipelines import load_linker_pipeline
+
+    split = read_codiesp_split(args.split_dir, limit=args.limit)
+    start = time.perf_counter()
+    nlp = load_linker_pipeline(args.pipeline, args.catalog, args.synonyms, args.threshold)
+    print(f"linker ready in {time.perf_counter() - start:.0f} s")
+    ner = spacy.load(args.ner) if args.ner else None
+    result = evaluate_document_coding(nlp, split, ner=ner, ner_labels=args.ner_labels, batch_size=args.batch_size)
+    system = f"{'gold mentions' if ner is None else Path(args.ner).name} + {Path(args.pipeline).name}"
+    print(f"{result['documents']} documents, {result['mentions_linked']} mentions linked "
+          f"({result['gold_mentions']} gold DIAGNOSTICO mentions), {result['seconds_per_document']:.3f} s per document")
+    print(format_coding_table({system: result}))
+    if args.output:
+        atomic_write_text(args.output, srsly.json_dumps({"system": system, **result}, indent=2) + "\n")
+
+
 def add_commands(sub) -> None:
     link = sub.add_parser("link", help="ICD-10 linking: catalogues, training, pipelines, evaluation")
     cmds = link.add_subparsers(dest="link_command", required=True)
@@ -177,3 +198,18 @@ def add_commands(sub) -> None:
     p.add_argument("--gpu-id", type=int, default=-1)
     add_ray_arguments(p)
     p.set_defaults(func=cmd_corpus)
+
+    p = cmds.add_parser("evaluate-documents", help="code whole CodiEsp documents: NER (or gold mentions) + icd_linker; "
+                                                   "CodiEsp-D MAP/P/R/F1 and mention-level (CodiEsp-X style) P/R/F1")
+    p.add_argument("pipeline", help="pipeline with icd_linker, or `bm25` for a BM25 linker built on the fly")
+    p.add_argument("split_dir", help="CodiEsp split folder with *D.tsv, *X.tsv and text_files/")
+    p.add_argument("--ner", default=None, help="NER pipeline (bio_ner_cnn or ents) finding the mentions; "
+                                               "default: the gold DIAGNOSTICO mentions")
+    p.add_argument("--ner-labels", nargs="*", default=[], help="link only NER spans of these labels")
+    p.add_argument("--catalog", default="icd10cm+cie10", help="with `bm25`: the catalogue spec")
+    p.add_argument("--synonyms", nargs="*", default=[], help="with `bm25`: training mentions added as descriptions")
+    p.add_argument("--threshold", type=float, default=None, help="NIL threshold (default: the pipeline's)")
+    p.add_argument("--limit", type=non_negative_int, default=0, help="first N documents by id (0 = all)")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--output", type=Path, default=None)
+    p.set_defaults(func=cmd_evaluate_documents)

@@ -14,11 +14,19 @@ def cmd_evaluate_ner(args: argparse.Namespace) -> None:
 
     from ..io.ner_corpora import create_spaccc_reader
 
+    from ..scoring.spans import evaluate_in_place
+    from .project import write_pred_tsv
+
     nlp = spacy.load(args.model)
-    spans_key = nlp.get_pipe("bio_ner_cnn").cfg["spans_key"] or "entities"
+    predicted_key = nlp.get_pipe("bio_ner_cnn").cfg["spans_key"]
+    spans_key = predicted_key or "entities"
     examples = list(create_spaccc_reader(Path(args.data), spans_key=spans_key, limit=args.limit)(nlp))
-    scores = nlp.evaluate(examples, batch_size=args.batch_size)
+    scores = evaluate_in_place(nlp, examples, batch_size=args.batch_size)
     print(format_span_scores(scores, prefix="ner_"))
+    if args.pred_tsv:
+        write_pred_tsv(args.pred_tsv, [(eg.predicted.user_data["filename"],
+                                        eg.predicted.spans.get(predicted_key, []) if predicted_key else eg.predicted.ents)
+                                       for eg in examples])
     if args.output:
         atomic_write_text(args.output, srsly.json_dumps({k: v for k, v in scores.items() if k.startswith("ner_")}, indent=2) + "\n")
 
@@ -42,6 +50,7 @@ def add_commands(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--limit", type=non_negative_int, default=0)
     p.add_argument("--output", help="also write the scores as JSON")
+    p.add_argument("--pred-tsv", help="also write the predicted spans in the shared task's TSV format")
     p.set_defaults(func=cmd_evaluate_ner)
 
     p = sub.add_parser("convert-spaccc", help="a SPACCC split (text_files + TSVs) as a .spacy DocBin")

@@ -14,6 +14,7 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
     import srsly
 
     from ..io.multiclinai import read_multiclinai_examples
+    from ..scoring.spans import evaluate_in_place
 
     nlp = load_projection_pipeline(args.model, args.layer, args.gpu_id, threshold=args.threshold,
                                    temperature=args.temperature, max_gap=args.max_gap, decoder=args.decoder,
@@ -27,7 +28,7 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
         label_map = dict(item.split("=", 1) for item in args.ner_label_map)
         add_ner_support(args.ner, [eg.predicted for eg in examples], batch_size=args.batch_size)
         nlp.get_pipe("span_projector").cfg.update(support_spans_key="ner", support_label_map=label_map)
-    scores = nlp.evaluate(examples, batch_size=args.batch_size)
+    scores = evaluate_in_place(nlp, examples, batch_size=args.batch_size)
     print(format_span_scores(scores))
     if args.errors:
         import io as _io
@@ -41,8 +42,31 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
         print("errors per label (rows in %s):" % args.errors)
         print(format_error_counts(errors))
         atomic_write_text(args.errors, errors_to_tsv(errors, {i: eg.reference.text for i, eg in zip(ids, examples)}))
+    if args.pred_tsv:
+        write_pred_tsv(args.pred_tsv, [(eg.predicted.user_data["filename"], eg.predicted.spans.get("projected", []))
+                                       for eg in examples])
     if args.output:
         atomic_write_text(args.output, srsly.json_dumps({k: v for k, v in scores.items() if k.startswith(("proj_", "align_"))}, indent=2) + "\n")
+
+
+def write_pred_tsv(path: str, named_spans) -> None:
+    """`--pred-tsv`: (document name, spans) pairs in the shared task's TSV format."""
+    from ..io.shared_task_tsv import write_doc_spans
+
+    n = write_doc_spans(path, named_spans)
+    print(f"Wrote {n} predicted spans of {len(named_spans)} documents to {path}", file=sys.stderr)
+
+
+def write_pred_tsv_from_ann(path: str, out_dir: Path) -> None:
+    """`project --pred-tsv`: the projected .ann files of OUTPUT_DIR (whoever wrote them: this process or
+    the distributed workers) as one shared-task TSV, one row per fragment."""
+    from ..io.shared_task_tsv import TsvSpan, write_shared_task_tsv
+    from ..io.standoff import read_ann
+
+    rows = [TsvSpan(ann.stem, ent.label, start, end, ent.text if len(ent.fragments) == 1 else "")
+            for ann in sorted(Path(out_dir).glob("*.ann")) for ent in read_ann(ann) for start, end in ent.fragments]
+    n = write_shared_task_tsv(path, rows)
+    print(f"Wrote {n} projected spans to {path}", file=sys.stderr)
 
 
 def cmd_project(args: argparse.Namespace) -> None:
@@ -68,6 +92,8 @@ def cmd_project(args: argparse.Namespace) -> None:
         n_unprojected = sum(1 for _ in report) - 1
     print(f"Projected {summary.total - len(summary.errors)} documents into {out_dir}; {n_unprojected} source spans could "
           f"not be projected (listed in {out_dir / 'unprojected.tsv'})", file=sys.stderr)
+    if args.pred_tsv:
+        write_pred_tsv_from_ann(args.pred_tsv, out_dir)
 
 
 def add_commands(sub) -> None:
@@ -95,6 +121,7 @@ def add_commands(sub) -> None:
     p.add_argument("--retokenize", nargs=2, metavar=("SOURCE_LANG", "TARGET_LANG"),
                    help="re-tokenize both sides with spaCy's tokenizers (punctuation split off) instead of the "
                         "whitespace tokens; scores stay on characters")
+    p.add_argument("--pred-tsv", help="also write the projected spans in the shared task's TSV format")
     p.set_defaults(func=cmd_evaluate_projection)
 
     p = sub.add_parser("project", help="project brat/TSV annotations of source documents onto their translations")
@@ -118,4 +145,5 @@ def add_commands(sub) -> None:
     p.add_argument("--html", help="write an HTML view (heatmap + spans) of the first documents here")
     p.add_argument("--html-limit", type=positive_int, default=10)
     add_ray_arguments(p)
+    p.add_argument("--pred-tsv", help="also write every projected span in the shared task's TSV format")
     p.set_defaults(func=cmd_project)

@@ -36,6 +36,12 @@ def _doc_with_spans(vocab, tokens: List[str], tags: List[str], key: str, where: 
     return doc
 
 
+def pair_name(path: Path, line: int, row: dict) -> str:
+    """A pair's document name: its `id` field, else `<file stem>-<line number>` (the dev file has no ids).
+    The target text is the tokens joined by single spaces (`Doc(vocab, words=...)`), which TSV offsets index."""
+    return str(row["id"]) if row.get("id") is not None else f"{Path(path).stem}-{line}"
+
+
 def retokenize(doc: Doc, tokenizer: Callable[[str], Doc], where: str) -> Doc:
     """The same text cut by another tokenizer (e.g. spaCy's, which splits attached punctuation), with the
     span groups and ents carried over by characters. A span edge inside a new token widens to that token's
@@ -62,7 +68,8 @@ def read_multiclinai_examples(vocab, path: Path, spans_key: str = "projected", l
     reference holds the gold target spans in `spans[spans_key]` and `ents`. `split` ("tune" or "report",
     see `multiclinai_split`) keeps one half; `limit` counts the pairs kept. `tokenizer_langs` (source, target),
     e.g. ("es", "en"), re-tokenizes the source and the predicted target with those languages' spaCy
-    tokenizers: the text and the gold stay the same, the projection then works on other tokens."""
+    tokenizers: the text and the gold stay the same, the projection then works on other tokens. Both Docs get
+    `user_data["filename"]` (`pair_name`), the document name the shared-task TSV uses."""
     register_extensions()
     check_limit(limit, "MultiClinAI reader")
     tokenizers = None
@@ -94,6 +101,7 @@ def read_multiclinai_examples(vocab, path: Path, spans_key: str = "projected", l
         if tokenizers is not None:
             source = retokenize(source, _in_vocab(tokenizers[0], vocab), f"{path}:{n} (es)")
             predicted = retokenize(predicted, _in_vocab(tokenizers[1], vocab), f"{path}:{n} (en)")
+        predicted.user_data["filename"] = reference.user_data["filename"] = pair_name(path, n, row)
         predicted._.source = source
         reference._.source = source
         yield Example(predicted, reference)

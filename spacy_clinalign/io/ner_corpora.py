@@ -36,6 +36,7 @@ def read_spaccc_docs(nlp: Language, path: Path, spans_key: str = "entities", fil
         if limit and n >= limit:
             break
         doc = nlp.make_doc(read_text(txt, "SPACCC text", translate_newlines=True))
+        doc.user_data["filename"] = txt.stem  # the document name the shared-task TSV uses
         spans = entities_to_spans(doc, mentions.get(txt.stem, []), str(txt))
         doc.spans[spans_key] = spans
         doc.ents = filter_spans(spans)
@@ -47,7 +48,9 @@ def create_spaccc_reader(path: Path, spans_key: str = "entities", limit: int = 0
     check_limit(limit, "spacy-clinalign.SpacccCorpus.v1")
     def read(nlp: Language) -> Iterator[Example]:
         for doc in read_spaccc_docs(nlp, path, spans_key, limit=limit):
-            yield Example(nlp.make_doc(doc.text), doc)
+            predicted = nlp.make_doc(doc.text)
+            predicted.user_data["filename"] = doc.user_data["filename"]
+            yield Example(predicted, doc)
 
     return read
 

@@ -44,7 +44,7 @@ def test_project_cli_writes_brat_and_unprojected_report(tmp_path, tiny_encoder):
     (tgt_dir / "case1.txt").write_text(TGT, encoding="utf8")
     html = tmp_path / "view.html"
     main(["project", str(tiny_encoder), str(src_dir), str(tgt_dir), str(out), "--layer", "2",
-          "--threshold", "0.2", "--html", str(html)])
+          "--threshold", "0.2", "--html", str(html), "--pred-tsv", str(tmp_path / "pred.tsv")])
     assert (out / "case1.txt").read_text(encoding="utf8") == TGT
     ann = read_ann(out / "case1.ann")
     report = (out / "unprojected.tsv").read_text(encoding="utf8").splitlines()
@@ -53,6 +53,10 @@ def test_project_cli_writes_brat_and_unprojected_report(tmp_path, tiny_encoder):
         start, end = ent.fragments[0]
         assert TGT[start:end] == ent.text
     assert "<mark" in html.read_text(encoding="utf8")
+    from spacy_clinalign.io.shared_task_tsv import read_shared_task_tsv
+
+    rows = read_shared_task_tsv(tmp_path / "pred.tsv", texts={"case1": TGT})  # the same spans as the .ann
+    assert sorted((r.label, r.start, r.end) for r in rows) == sorted((e.label, *e.fragments[0]) for e in ann)
     (tgt_dir / "case1.txt").unlink()  # every document failing stops the command with the first reason
     with pytest.raises(SystemExit, match="all 1 documents failed .*case1: FileNotFoundError: no translation"):
         main(["project", str(tiny_encoder), str(src_dir), str(tgt_dir), str(tmp_path / "o2"), "--layer", "2"])

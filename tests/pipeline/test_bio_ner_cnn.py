@@ -183,8 +183,12 @@ def test_evaluate_ner_and_projection_with_ner_support_cli(tmp_path, trained, tin
     (split / "distemist.tsv").write_text(header + "d0\tT1\tENFERMEDAD\t13\t21\tneumonía\n", encoding="utf8")
     (split / "medprocner.tsv").write_text(header, encoding="utf8")
     (split / "symptemist.tsv").write_text(header + "d0\tT1\tSINTOMA\t24\t35\tfiebre alta\n", encoding="utf8")
-    main(["evaluate-ner", str(tmp_path / "ner"), str(split)])
+    main(["evaluate-ner", str(tmp_path / "ner"), str(split), "--pred-tsv", str(tmp_path / "ner.tsv")])
     assert "DISEASE" in capsys.readouterr().out
+    from spacy_clinalign.io.shared_task_tsv import read_shared_task_tsv
+
+    for row in read_shared_task_tsv(tmp_path / "ner.tsv", texts={"d0": TRAIN[0][0]}):  # offsets into d0.txt
+        assert TRAIN[0][0][row.start:row.end] == row.text
     main(["convert-spaccc", str(split), str(tmp_path / "dev.spacy")])
     from spacy.tokens import DocBin
 

@@ -71,15 +71,16 @@ def test_scorer_strict_and_char_by_hand():
     s = counts.scores("proj_")
     assert s["proj_strict_p"] == pytest.approx(1 / 3) and s["proj_strict_r"] == pytest.approx(1 / 2)
     assert s["proj_strict_f"] == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
-    # chars: overlap 10 + 8 = 18; predicted 10 + 8 + 5 = 23; gold 20
-    assert s["proj_char_p"] == pytest.approx(18 / 23) and s["proj_char_r"] == pytest.approx(18 / 20)
+    # pooled chars (the old measure, kept as char_pooled_*): overlap 10 + 8 = 18; predicted 10 + 8 + 5 = 23; gold 20
+    assert s["proj_char_pooled_p"] == pytest.approx(18 / 23) and s["proj_char_pooled_r"] == pytest.approx(18 / 20)
     sym = s["proj_per_type"]["SYM"]
-    assert sym["char_p"] == pytest.approx(8 / 13) and sym["char_r"] == pytest.approx(8 / 10)
+    assert sym["char_pooled_p"] == pytest.approx(8 / 13) and sym["char_pooled_r"] == pytest.approx(8 / 10)
     assert sym["strict_p"] == 0.0
-    # overlapping predictions of one label: characters counted once
+    # overlapping predictions of one label: pooled characters counted once; official: each span its own best
     c2 = SpanCounts()
     c2.add([(0, 6, "DIS"), (4, 10, "DIS")], [(0, 10, "DIS")])
-    assert c2.scores("")["char_p"] == 1.0
+    assert c2.scores("")["char_pooled_p"] == 1.0
+    assert c2.scores("")["char_p"] == pytest.approx(2 * 6 / 16)
 
 
 def _aligned_pair(nlp, src_words, tgt_words, pairs, src_ents):
