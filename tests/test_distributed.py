@@ -9,7 +9,7 @@ import spacy
 
 from tests.conftest import aligner_config
 from spacy_clinalign.distributed import (
-    ERRORS_FILE, AlignTask, LinkTask, ProjectTask, read_errors, require_ray, run_local, run_ray,
+    ERRORS_FILE, LinkTask, ProjectTask, read_errors, require_ray, run_local, run_ray,
 )
 from spacy_clinalign.io.atomic import atomic_write_bytes
 

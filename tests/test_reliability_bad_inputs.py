@@ -4,10 +4,8 @@ the problem (file, line, value)."""
 import base64
 import random
 
-import numpy
 import pytest
 import spacy
-from spacy.tokens import Doc
 
 from spacy_clinalign import make_pair
 from spacy_clinalign.encoders.tiny import build_tiny_bert

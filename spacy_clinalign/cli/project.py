@@ -31,8 +31,6 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
     scores = evaluate_in_place(nlp, examples, batch_size=args.batch_size)
     print(format_span_scores(scores))
     if args.errors:
-        import io as _io
-
         from ..io.multiclinai import multiclinai_split
         from ..scoring.projection_errors import classify_examples, errors_to_tsv, format_error_counts
 

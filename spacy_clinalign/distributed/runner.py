@@ -8,7 +8,6 @@ actors (`map_batches(..., concurrency=workers)`), each loading the pipeline once
 restarted and its chunk retried (`max_restarts`, `max_task_retries`)."""
 import json
 from collections import Counter
-import os
 import time
 import warnings
 from dataclasses import dataclass, field

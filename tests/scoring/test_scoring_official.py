@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import spacy
-from spacy.tokens import Doc, Span
+from spacy.tokens import Span
 from spacy.training import Example
 from spacy.util import registry
 
