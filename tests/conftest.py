@@ -35,3 +35,39 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def encoder_with_dropout(encoder: Path, folder: Path, dropout: float) -> Path:
+    """A copy of a local encoder with its dropout set (0 for exact comparisons, high to expose train mode)."""
+    import shutil
+
+    import srsly
+
+    shutil.copytree(encoder, folder)
+    config = srsly.read_json(folder / "config.json")
+    config.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    srsly.write_json(folder / "config.json", config)
+    return folder
+
+
+def initialized_aligner(encoder: Path, lang: str = "en", **overrides):
+    """A blank pipeline with an initialized clinical_aligner over `encoder`."""
+    import spacy
+
+    nlp = spacy.blank(lang)
+    nlp.add_pipe("clinical_aligner", config=aligner_config(encoder, **overrides))
+    nlp.initialize()
+    return nlp
+
+
+def initialized_ner(encoder: Path):
+    """A Spanish pipeline with bio_ner_cnn (inline transformer) initialized on the test's tiny examples."""
+    import spacy
+
+    from tests.pipeline.test_bio_ner_cnn import make_examples, ner_config
+
+    nlp = spacy.blank("es")
+    nlp.add_pipe("bio_ner_cnn", config=ner_config(encoder))
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    return nlp

@@ -1,15 +1,13 @@
 """One source Doc shared by two translations in one batch, and the same pair twice: both align, each
 as it would alone."""
-import shutil
 
 import numpy
 import pytest
 import spacy
-import srsly
 from spacy.training import Example
 
 from spacy_clinalign import make_pair
-from tests.conftest import aligner_config
+from tests.conftest import aligner_config, encoder_with_dropout
 
 SRC = "La prueba reveló una deficiencia de calcio y potasio , probablemente resultado de su dieta ."
 TGT_EN = "The test revealed a calcium and potassium deficiency , probably a result of her diet ."
@@ -56,12 +54,7 @@ def test_a_target_that_is_its_own_source(nlp):
 
 @pytest.fixture(scope="module")
 def no_dropout_encoder(tiny_encoder, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("no_dropout_bert") / "encoder"
-    shutil.copytree(tiny_encoder, folder)
-    config = srsly.read_json(folder / "config.json")
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    srsly.write_json(folder / "config.json", config)
-    return folder
+    return encoder_with_dropout(tiny_encoder, tmp_path_factory.mktemp("no_dropout_bert") / "encoder", 0.0)
 
 
 def test_training_with_a_shared_source_matches_two_separate_sources(no_dropout_encoder):

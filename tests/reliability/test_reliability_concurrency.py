@@ -1,14 +1,12 @@
 """Threads sharing one `nlp`: inference must give the single-thread result, with dropout in the encoder."""
-import shutil
 import threading
 
 import numpy
 import pytest
 import spacy
-import srsly
 
 from spacy_clinalign import make_pair
-from tests.conftest import aligner_config
+from tests.conftest import encoder_with_dropout, initialized_aligner
 
 SRC = "La prueba reveló una deficiencia de calcio y potasio , probablemente resultado de su dieta ."
 TGT = "The test revealed a calcium and potassium deficiency , probably a result of her diet ."
@@ -18,20 +16,12 @@ N_THREADS, N_PAIRS = 4, 16
 @pytest.fixture(scope="module")
 def dropout_encoder(tiny_encoder, tmp_path_factory):
     """The tiny encoder with strong dropout, so any forward pass in train mode changes the vectors."""
-    folder = tmp_path_factory.mktemp("dropout_bert") / "encoder"
-    shutil.copytree(tiny_encoder, folder)
-    config = srsly.read_json(folder / "config.json")
-    config.update(hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
-    srsly.write_json(folder / "config.json", config)
-    return folder
+    return encoder_with_dropout(tiny_encoder, tmp_path_factory.mktemp("dropout_bert") / "encoder", 0.5)
 
 
 @pytest.fixture(scope="module")
 def nlp(dropout_encoder):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("clinical_aligner", config=aligner_config(dropout_encoder))
-    nlp.initialize()
-    return nlp
+    return initialized_aligner(dropout_encoder)
 
 
 def _pairs(nlp):

@@ -11,8 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from spacy_clinalign import make_pair
-from tests.conftest import aligner_config
-from tests.pipeline.test_bio_ner_cnn import make_examples, ner_config
+from tests.conftest import aligner_config, initialized_ner
 from tests.test_reliability_security import _ner_listener, tamper
 
 SRC = "La prueba reveló una deficiencia de calcio y potasio ."
@@ -115,11 +114,7 @@ def test_load_refuses_saved_weights_that_do_not_fit_or_hold_nan(saved_aligner, t
 
 @pytest.fixture(scope="module")
 def ner_inline(tiny_encoder):
-    nlp = spacy.blank("es")
-    nlp.add_pipe("bio_ner_cnn", config=ner_config(tiny_encoder))
-    examples = make_examples(nlp)
-    nlp.initialize(lambda: examples)
-    return nlp
+    return initialized_ner(tiny_encoder)
 
 
 @pytest.fixture(scope="module")

@@ -13,27 +13,16 @@ import transformers.dynamic_module_utils as hf_dynamic
 
 from spacy_clinalign import make_pair
 from spacy_clinalign.models.safe_shim import check_file_name
-from tests.conftest import aligner_config
-from tests.pipeline.test_bio_ner_cnn import make_examples, ner_config
+from tests.conftest import aligner_config, initialized_aligner, initialized_ner
+from tests.pipeline.test_bio_ner_cnn import make_examples
 
 SRC = "La prueba reveló una deficiencia de calcio y potasio."
 TGT = "The test revealed a calcium and potassium deficiency."
 NER_TEXT = "Paciente con neumonía y fiebre alta ."
 
 
-def _aligner(encoder):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("clinical_aligner", config=aligner_config(encoder))
-    nlp.initialize()
-    return nlp
-
-
-def _ner_inline(encoder):
-    nlp = spacy.blank("es")
-    nlp.add_pipe("bio_ner_cnn", config=ner_config(encoder))
-    examples = make_examples(nlp)
-    nlp.initialize(lambda: examples)
-    return nlp
+_aligner = initialized_aligner
+_ner_inline = initialized_ner
 
 
 def _ner_listener(encoder):
