@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from spacy_clinalign import make_pair
 from tests.conftest import aligner_config, initialized_ner
-from tests.test_reliability_security import _ner_listener, tamper
+from tests.reliability.test_reliability_security import _ner_listener, tamper
 
 SRC = "La prueba reveló una deficiencia de calcio y potasio ."
 TGT = "The test revealed a calcium and potassium deficiency ."
