@@ -50,7 +50,7 @@ def relink(doc: Doc, method: str, threshold: float = 0.001, temperature: float =
     """A new Alignment for an aligned pair Doc, re-extracted with other settings; the Doc is unchanged.
     Needs the scores kept by the aligner (`store_matrix = true`)."""
     alignment = doc._.alignment
-    if alignment is None or alignment.scores() is None:
-        raise ValueError("relink: the Doc has no stored alignment scores; run clinical_aligner with store_matrix = true")
+    if alignment is None:
+        raise ValueError("relink: the Doc has no alignment; run clinical_aligner (with store_matrix = true) first")
     return alignment_from_scores(alignment.scores(), method, threshold, temperature, sinkhorn_iterations,
                                  store_matrix=True, target=doc, source=doc._.source)
