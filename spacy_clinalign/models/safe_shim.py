@@ -34,6 +34,7 @@ from spacy_transformers.layers.transformer_model import TransformerModel
 from thinc.api import Model, get_torch_default_device
 
 from ..encoders import quiet_transformers, resolve_encoder
+from .frozen_layers import FrozenLowerLayers
 from .span_getters import bind_span_getter
 
 # Tokenizer keyword arguments a pipeline may carry: behaviour switches only, nothing that fetches or runs code.
@@ -221,7 +222,11 @@ class SafeHFShim(HFShim):
 
     def begin_update(self, inputs):
         with self._gate.use(self._model, training=True):
-            return super().begin_update(inputs)
+            frozen: Optional[FrozenLowerLayers] = getattr(self, "frozen", None)
+            if frozen is None:
+                return super().begin_update(inputs)
+            with frozen.installed(self._model, inputs.kwargs):
+                return super().begin_update(inputs)
 
     def from_bytes(self, bytes_data: bytes) -> "SafeHFShim":
         where = "saved pipeline bytes"
@@ -336,6 +341,17 @@ def make_safe(model: Model) -> Model:
     return model
 
 
+def set_frozen_layers(model: Model, n_layers: int, cache_size: int) -> Model:
+    """Train only the layers above `n_layers` (embeddings and the first `n_layers` frozen), caching the frozen
+    output of up to `cache_size` windows during training (models/frozen_layers.py). 0 layers: train all."""
+    frozen = FrozenLowerLayers(n_layers, cache_size) if n_layers else None
+    for node in model.walk():
+        for shim in node.shims:
+            if isinstance(shim, SafeHFShim):
+                shim.frozen = frozen
+    return model
+
+
 def has_wordpieces(tokenizer: Any, text: str) -> bool:
     """Whether `text` gives the tokenizer any wordpiece (whitespace, zero-width and lone combining
     characters give none, and spacy-transformers fails on a batch made only of such texts)."""
@@ -364,13 +380,17 @@ def build_safe_transformer_model(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
+    frozen_layers: int = 0,
+    frozen_cache_size: int = 0,
 ) -> Model:
     """`spacy-transformers.TransformerModel.v3` (same settings) for a shared `transformer` component, with
-    the safe shim and init: bio_ner_cnn's listener pipelines load as safely as the inline ones."""
+    the safe shim and init: bio_ner_cnn's listener pipelines load as safely as the inline ones.
+    frozen_layers / frozen_cache_size: train only the upper layers (see `set_frozen_layers`)."""
     model = make_safe(create_TransformerModel_v3(
         name=resolve_encoder(name), get_spans=get_spans, tokenizer_config=tokenizer_config,
         transformer_config=transformer_config, mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config,
     ))
     model._func = partial(_forward_skipping_empty_batches, model._func)  # a partial pickles, a closure not
+    set_frozen_layers(model, frozen_layers, frozen_cache_size)
     return bind_span_getter(model)  # wordpiece-limited windows read this model's tokenizer
