@@ -35,6 +35,8 @@ GOLD_SETS = {
         GoldSet("en-es", "binaryalign/valid/en-es/es_golden.jsonl"),
         GoldSet("en-cs", "binaryalign/valid/en-cz/czenali.jsonl"),
         GoldSet("en-sv", "binaryalign/valid/en-sv/swedish.jsonl"),
+        GoldSet("en-ro", "binaryalign/valid/en-ro/romanian.jsonl"),
+        GoldSet("en-fr-hansards", "binaryalign/valid/en-fr/hansards.jsonl"),
     ]
 }
 DEFAULT_SETS = ("en-fr", "ro-en", "en-es", "en-cs", "en-sv")

@@ -79,3 +79,16 @@ def test_gold_links_outside_their_sentence_name_the_file_and_line(tmp_path):
     talp.write_text("1-1 3-2\n", encoding="utf8")
     with pytest.raises(AlignmentFormatError, match=r"p\.gold:1: link '3-2' is outside the sentence pair"):
         list(create_parallel_corpus_reader(parallel, talp)(spacy.blank("en")))
+
+
+def test_supervised_config_reads_every_training_file_separately():
+    """thinc merges a list's leading "${var}" item with the next one; the config keeps the teacher last."""
+    from pathlib import Path
+
+    from thinc.api import Config
+
+    config = Config().from_disk(Path(__file__).parents[2] / "configs/aligner_supervised.cfg",
+                                overrides={"paths.teacher": "corpus/teacher.spacy", "paths.data": "data"})
+    paths = config["corpora"]["train"]["paths"]
+    assert paths == ["data/binaryalign/train/en-cz/czenali.jsonl", "data/binaryalign/train/en-sv/swedish.jsonl",
+                     "data/binaryalign/train/en-es/es_golden.jsonl", "corpus/teacher.spacy"]
