@@ -15,6 +15,7 @@ from spacy.util import get_lang_class
 from spacy.vocab import Vocab, create_vocab
 
 from .alignment.alignment import Alignment
+from .span_refs import SourceSlot
 
 DOC_KEY = "__clinalign_doc__"
 ALIGNMENT_KEY = "__clinalign_alignment__"
@@ -34,6 +35,8 @@ def vocab_for(lang: Optional[str]) -> Vocab:
 
 
 def encode_pair_objects(obj: Any, chain: Optional[Callable] = None) -> Any:
+    if isinstance(obj, SourceSlot):
+        obj = obj.doc
     if isinstance(obj, Doc):
         return {DOC_KEY: obj.to_bytes(), LANG_KEY: obj.lang_}
     if isinstance(obj, Alignment):

@@ -37,6 +37,7 @@ def _icd_candidates_of(span: Span) -> Optional[List[Dict]]:
 
 # Attributes that refer to source spans store references, not Spans, so Docs serialize (see span_refs).
 _ACCESSORS = {
+    "source": {"getter": span_refs.get_source, "setter": span_refs.set_source},
     "unprojected": {"getter": span_refs.get_unprojected, "setter": span_refs.set_unprojected},
     "source_span": {"getter": span_refs.get_source_span, "setter": span_refs.set_source_span},
 }

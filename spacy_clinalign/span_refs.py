@@ -35,6 +35,38 @@ def _key(name: str, span: Optional[Span] = None) -> tuple:
     return ("._.", name, None if span is None else span.start_char, None if span is None else span.end_char)
 
 
+class SourceSlot:
+    """Holds `doc._.source` in `doc.user_data`. spaCy's `Doc.copy()` deep-copies user_data, and `nlp.update`
+    and `nlp.evaluate` copy every example's Doc; a bare Doc in user_data deep-copies by pickling its whole
+    Vocab (more than half of an aligner training step). The slot copies its Doc with `Doc.copy()` instead:
+    the copy is still a separate Doc, sharing the vocab as any Doc copy does."""
+
+    __slots__ = ("doc",)
+
+    def __init__(self, doc: Doc) -> None:
+        self.doc = doc
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "SourceSlot":
+        return SourceSlot(self.doc.copy())
+
+    def __reduce__(self):
+        return (SourceSlot, (self.doc,))
+
+
+def get_source(doc: Doc) -> Optional[Doc]:
+    value = doc.user_data.get(_key("source"))
+    return value.doc if isinstance(value, SourceSlot) else value  # a Doc when read back from msgpack
+
+
+def set_source(doc: Doc, value: Optional[Doc]) -> None:
+    if value is None:
+        doc.user_data.pop(_key("source"), None)
+    elif isinstance(value, Doc):
+        doc.user_data[_key("source")] = SourceSlot(value)
+    else:
+        raise TypeError(f"doc._.source must be a spaCy Doc (the source of the pair), got {type(value).__name__}")
+
+
 def get_source_span(span: Span) -> Optional[Span]:
     return ref_to_span(span.doc._.source, span.doc.user_data.get(_key("source_span", span)))
 
