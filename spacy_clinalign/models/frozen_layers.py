@@ -127,7 +127,10 @@ class FrozenLowerLayers:
 
     @staticmethod
     def _key(ids: torch.Tensor, mask: torch.Tensor) -> bytes:
-        return ids[mask].cpu().numpy().tobytes() + mask.cpu().numpy().tobytes()
+        """A row's wordpieces and their positions: the same window gets the same key in any batch, however
+        long the batch's padding (absolute positions, so a left-padded row is a different key)."""
+        positions = mask.nonzero().flatten()
+        return ids[mask].cpu().numpy().tobytes() + b"@" + positions.cpu().numpy().tobytes()
 
     def _remember(self, keys: List[bytes], mask: torch.Tensor, hidden: torch.Tensor) -> None:
         for key, row_mask, row in zip(keys, mask, hidden):

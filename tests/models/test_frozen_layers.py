@@ -71,6 +71,22 @@ def test_caching_gives_the_same_gradients_as_the_uncached_path(encoder):
         torch.testing.assert_close(second[name], reference[name], rtol=1e-4, atol=1e-6)
 
 
+def test_a_window_is_found_in_the_cache_whatever_batch_it_comes_in(encoder):
+    """spaCy reshuffles batches every epoch, so a window comes back padded to another length."""
+    uncached, examples, _ = frozen_aligner(encoder, 1, 0)
+    cached, _, _ = frozen_aligner(encoder, 1, 100)
+    cached.get_pipe("clinical_aligner").model.from_bytes(uncached.get_pipe("clinical_aligner").model.to_bytes())
+    cache = shim(cached).frozen
+    gradients(cached, examples)  # the long pair pads every row of this batch
+    misses = cache.misses
+    short = [examples[0], examples[2]]  # the same windows, padded to a shorter length
+    second = gradients(cached, short)
+    assert cache.misses == misses and cache.hits > 0
+    reference = gradients(uncached, short)
+    for name in reference:
+        torch.testing.assert_close(second[name], reference[name], rtol=1e-4, atol=1e-6)
+
+
 def test_training_changes_only_the_upper_layers(tiny_encoder):
     nlp, examples, optimizer = frozen_aligner(tiny_encoder, 1, 100)
     before = {k: v.clone() for k, v in hf_model(nlp).state_dict().items()}
