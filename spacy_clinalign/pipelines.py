@@ -10,6 +10,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from .encoders import check_encoder_folder, default_encoder_dir, resolve_encoder
+from .models.length_buckets import sorted_by_length
 from .pairs import pair_from_words, spans_of
 
 DEFAULT_BATCH = 32
@@ -38,12 +39,17 @@ def load_aligner(model: str, layer: Optional[int] = 8, method: Optional[str] = N
 
 def align_word_pairs(nlp: Language, pairs: Sequence[Tuple[Sequence[str], Sequence[str]]],
                      batch_size: int = DEFAULT_BATCH, progress: bool = True) -> List[Doc]:
-    """Align pre-tokenized (source_words, target_words) pairs; returns the aligned target Docs."""
+    """Align pre-tokenized (source_words, target_words) pairs; returns the aligned target Docs, in the
+    input order. The pairs go through `nlp.pipe` sorted by length, so each batch pads little."""
     from tqdm import tqdm
 
-    docs = (pair_from_words(nlp.vocab, s, t) for s, t in pairs)
+    order = sorted_by_length(pairs, lambda p: sum(map(len, p[0])) + sum(map(len, p[1])))
+    docs = (pair_from_words(nlp.vocab, *pairs[i]) for i in order)
     stream = nlp.pipe(docs, batch_size=batch_size)
-    return list(tqdm(stream, total=len(pairs), disable=not progress, desc="aligning", unit="pair"))
+    out: List[Optional[Doc]] = [None] * len(pairs)
+    for i, doc in zip(order, tqdm(stream, total=len(pairs), disable=not progress, desc="aligning", unit="pair")):
+        out[i] = doc
+    return out
 
 
 def load_projection_pipeline(model: str, layer: int, gpu_id: int = -1, **projector_cfg) -> Language:
