@@ -106,6 +106,7 @@ def test_unknown_quantize_value_is_an_error(tiny_encoder):
 
 def test_length_groups_sort_and_cut():
     assert length_groups([5, 1, 3, 1, 9], 2) == [[1, 3], [2, 0], [4]]
+    assert length_groups([5, 1, 3, 1, 9], 16, max_total=6) == [[1, 3, 2], [0], [4]]  # 9 > 6: alone
     with pytest.raises(ValueError):
         length_groups([1], 0)
 
@@ -115,7 +116,7 @@ def test_bucketed_prediction_keeps_order_and_vectors(tiny_encoder):
     model = nlp.get_pipe("clinical_aligner").model
     docs = [nlp.make_doc(t) for pair in PAIRS for t in pair]
     whole = model.predict(docs)
-    grouped = predict_by_length(model.predict, docs, group_size=3)
+    grouped = predict_by_length(model.predict, docs, group_size=3, max_chars=60)
     assert len(grouped) == len(docs)
     for a, b, doc in zip(whole, grouped, docs):
         assert a.shape == b.shape == (len(doc), a.shape[1])
@@ -127,3 +128,27 @@ def test_align_word_pairs_returns_the_input_order(tiny_encoder):
     docs = align_word_pairs(nlp, [(s.split(), t.split()) for s, t in PAIRS], batch_size=2, progress=False)
     assert [d.text.split() for d in docs] == [t.split() for _, t in PAIRS]
     assert [[w.text for w in d._.source] for d in docs] == [s.split() for s, _ in PAIRS]
+
+
+def test_each_encoder_call_holds_at_most_the_character_budget(tiny_encoder):
+    """Memory: long Docs are not encoded all in one call (the call's activations hold every window)."""
+    nlp = initialized_aligner(tiny_encoder)
+    docs = [nlp.make_doc(" ".join(["palabra"] * n)) for n in (3, 40, 5, 60, 2, 80)]
+    calls = []
+
+    def predict(batch):
+        calls.append(sum(len(d.text) for d in batch))
+        return [len(d) for d in batch]
+
+    assert predict_by_length(predict, docs, group_size=16, max_chars=500) == [len(d) for d in docs]
+    assert len(calls) > 1 and all(c <= 500 or c == max(len(d.text) for d in docs) for c in calls)
+
+
+def test_aligner_config_streams_its_training_corpus():
+    """configs/aligner.cfg: max_epochs = -1 makes spaCy stream the corpus instead of holding it in a list."""
+    from pathlib import Path
+
+    from thinc.api import Config
+
+    cfg = Config().from_disk(Path(__file__).resolve().parents[2] / "configs" / "aligner.cfg", interpolate=False)
+    assert cfg["training"]["max_epochs"] == -1
