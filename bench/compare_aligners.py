@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # this checkout's package, not whichever one the venv installed
 DATA = HERE.parent.parent / "shared" / "data" / "alignment"
 
 

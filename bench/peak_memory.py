@@ -23,15 +23,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DATA = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))  # this checkout's package, not whichever one the venv installed
 
 
 def child(case: str, args) -> None:
     """Run one case in this process, then print its peak RSS as a JSON line."""
     import torch
 
+    DATA = Path(args.data)
+
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT))
     if args.tracemalloc:
         import tracemalloc
 
@@ -87,6 +89,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="train: optimizer steps at batch 2")
     parser.add_argument("--train-docs", type=int, default=8, help="train: CodiEsp documents in the teacher corpus")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data folder")
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
