@@ -3,7 +3,10 @@ layer, same machine, one run. Prints one table (AER, pairs/s, peak RSS per syste
 their speed ratios) and a long-document section (pairs of 2,000+ words).
 
     python bench/compare_aligners.py [--encoder DIR] [--layer 8] [--sets en-fr ro-en en-es en-cs en-sv]
-                                     [--batch-size 32] [--long-words 2000] [--device cpu|cuda]
+                                     [--batch-size 32] [--long-words 2000] [--long-pairs 4] [--device cpu|cuda]
+                                     [--systems ours ours-int8 simalign awesome-align] [--threads N] [--limit N]
+
+`--long-pairs 0` skips the long-document section. `ours-int8` is ours with `quantize = "int8"` (CPU).
 
 It installs nothing: see bench/README.md for the venv (simalign and awesome-align beside our stack).
 Each system runs in its own child process, so peak RSS is its own.
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # this checkout's package, not whichever one the venv installed
 DATA = HERE.parent.parent / "shared" / "data" / "alignment"
 
 
@@ -62,7 +66,7 @@ def score(pred_pairs, data):
 
 
 # --- the three systems: each returns {method: [set of (src_j, tgt_i) per pair]} ----------------------
-def run_ours(encoder, layer, data, batch_size, device):
+def run_ours(encoder, layer, data, batch_size, device, quantize="none"):
     import spacy
 
     from spacy_clinalign.alignment.relink import relink
@@ -72,6 +76,7 @@ def run_ours(encoder, layer, data, batch_size, device):
         spacy.require_gpu(0)
     nlp = load_aligner(encoder, layer=layer)
     aligner = nlp.get_pipe("clinical_aligner")
+    aligner.cfg["quantize"] = quantize
     settings = {k: aligner.cfg[k] for k in ("threshold", "temperature", "sinkhorn_iterations")}
     align_word_pairs(nlp, [(s, t) for s, t, _ in data[:8]], batch_size=8, progress=False)  # warm-up
     start = time.perf_counter()
@@ -159,7 +164,11 @@ def run_awesome(encoder, layer, data, batch_size, device):
     return {"threshold": out}, {"threshold": time.perf_counter() - start}
 
 
-SYSTEMS = {"ours": run_ours, "simalign": run_simalign, "awesome-align": run_awesome}
+def run_ours_int8(encoder, layer, data, batch_size, device):
+    return run_ours(encoder, layer, data, batch_size, device, quantize="int8")
+
+
+SYSTEMS = {"ours": run_ours, "ours-int8": run_ours_int8, "simalign": run_simalign, "awesome-align": run_awesome}
 
 
 def child(args) -> None:
@@ -167,6 +176,11 @@ def child(args) -> None:
     data = long_pairs(args.set, args.long_words, args.long_pairs) if args.long else load_set(args.set, args.limit)
     result = {"system": args.system, "set": args.set, "long": args.long, "pairs": len(data),
               "words": sum(len(s) + len(t) for s, t, _ in data)}
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result["threads"] = torch.get_num_threads()
     try:
         preds, secs = SYSTEMS[args.system](args.encoder, args.layer, data, args.batch_size, args.device)
         result["methods"] = {m: {"aer": score(p, data), "pairs_per_s": len(data) / secs[m],
@@ -191,6 +205,7 @@ def main() -> None:
     parser.add_argument("--long-words", type=int, default=2000)
     parser.add_argument("--long-pairs", type=int, default=4)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in every system (0 = torch's default)")
     parser.add_argument("--json", type=Path, default=None, help="also write all results here")
     # internal: one system on one set
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -203,12 +218,14 @@ def main() -> None:
         return
 
     jobs = [(s, name, False) for name in args.sets for s in args.systems]
-    jobs += [(s, "en-fr", True) for s in args.systems]
+    if args.long_pairs > 0:  # 0: no long-document section
+        jobs += [(s, "en-fr", True) for s in args.systems]
     results = []
     for system, name, long in jobs:
         cmd = [sys.executable, __file__, "--child", "--system", system, "--set", name, "--encoder", args.encoder,
                "--layer", str(args.layer), "--batch-size", str(args.batch_size), "--limit", str(args.limit),
-               "--long-words", str(args.long_words), "--long-pairs", str(args.long_pairs), "--device", args.device]
+               "--long-words", str(args.long_words), "--long-pairs", str(args.long_pairs), "--device", args.device,
+               "--threads", str(args.threads)]
         if long:
             cmd.append("--long")
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -218,16 +235,19 @@ def main() -> None:
                             + proc.stderr.strip().splitlines()[-1][:200] if proc.stderr.strip() else "no output"})
         else:
             results.append(json.loads(lines[-1][7:]))
-        print(f"done: {system} {name}{' long' if long else ''}", file=sys.stderr)
+        print(f"done: {system} {name}{' long' if long else ''}: {json.dumps(results[-1])}", file=sys.stderr, flush=True)
     print(render(results, args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
 
 def render(results, args) -> str:
-    lines = [f"encoder {args.encoder}, layer {args.layer}, device {args.device}, batch {args.batch_size} (ours, awesome-align)", "",
-             "| set | system | method | AER | pairs/s | peak RSS MiB | ours/theirs pairs/s |", "|---|---|---|---|---|---|---|"]
+    threads = sorted({r.get("threads") for r in results if r.get("threads")})
+    lines = [f"encoder {args.encoder}, layer {args.layer}, device {args.device}, batch {args.batch_size} (ours, awesome-align), "
+             f"torch threads {threads}", "",
+             "| set | system | method | AER | pairs/s | peak RSS MiB | ours/theirs pairs/s (fp32 / int8) |", "|---|---|---|---|---|---|---|"]
     ours = {(r["set"], r["long"]): r for r in results if r["system"] == "ours" and "methods" in r}
+    int8 = {(r["set"], r["long"]): r for r in results if r["system"] == "ours-int8" and "methods" in r}
     for r in results:
         if r.get("long"):
             continue
@@ -236,11 +256,16 @@ def render(results, args) -> str:
             continue
         for method, m in r["methods"].items():
             ratio = ""
-            mine = ours.get((r["set"], False))
-            if r["system"] != "ours" and mine and method in mine["methods"]:
-                ratio = f"{mine['methods'][method]['pairs_per_s'] / m['pairs_per_s']:.1f}x"
+            if not r["system"].startswith("ours"):
+                parts = []
+                for tag, mine in (("", ours.get((r["set"], False))), ("int8 ", int8.get((r["set"], False)))):
+                    if mine and method in mine["methods"]:
+                        parts.append(f"{tag}{mine['methods'][method]['pairs_per_s'] / m['pairs_per_s']:.1f}x")
+                ratio = " / ".join(parts)
             lines.append(f"| {r['set']} | {r['system']} | {method} | {m['aer']:.1f} | {m['pairs_per_s']:.1f} | "
                          f"{r['peak_rss_mib']:.0f} | {ratio} |")
+    if args.long_pairs <= 0:
+        return "\n".join(lines)
     lines += ["", f"Long documents (en-fr sentences concatenated to >= {args.long_words} words a side):", "",
               "| system | pairs | words | method | AER | pairs/s | source words with a link | peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
     for r in results:

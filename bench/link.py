@@ -8,10 +8,12 @@ dense index is rebuilt from the pipeline's catalogue and bi-encoder (all ~128k d
 ICD-10-CM + CIE-10 + synonyms), timed, and its memory reported."""
 import argparse
 import resource
+import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # this checkout's package, not whichever one the venv installed
 
 
 def peak_rss_mib() -> float:
@@ -32,8 +34,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--build", action="store_true", help="also rebuild and time the dense index")
+    parser.add_argument("--quantize", nargs="+", default=["none", "int8"], choices=["none", "int8"],
+                        help="CPU rows for these settings; int8 rows also give the share of mentions whose top 10 "
+                             "(and top 1) equal the float32 ones")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rss_start = peak_rss_mib()
     nlp = spacy.load(args.pipeline)
     linker = nlp.get_pipe("icd_linker")._require()
@@ -46,7 +54,8 @@ def main() -> None:
     queries = [format_query(m.text) for m in read_mentions(args.mentions)][: args.limit]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"\n{len(queries)} mentions from {args.mentions}, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
-    print("| device | system | mentions/s |\n|---|---|---|")
+    print("| device | quantize | system | mentions/s | same top 10 / top 1 as float32 |\n|---|---|---|---|---|")
+    fp32 = {}
     for device in devices:
         for encoder in (linker.bi_encoder, linker.cross_encoder):
             if encoder is not None:
@@ -54,15 +63,27 @@ def main() -> None:
         systems = [("bm25", "bm25", False), ("dense, link only", "dense", False)]
         if linker.cross_encoder is not None:
             systems.append(("dense + rerank top 10", "dense", True))
-        for label, channels, rerank in systems:
-            if device != "cpu" and channels == "bm25":
-                continue
-            linker.link(queries[:16], k=10, rerank=rerank, channels=channels)  # warm-up
-            start = time.perf_counter()
-            for i in range(0, len(queries), args.batch_size):
-                linker.link(queries[i:i + args.batch_size], k=10, rerank=rerank, channels=channels)
-            rate = len(queries) / (time.perf_counter() - start)
-            print(f"| {device} | {label} | {rate:.0f} |")
+        for quantize in (args.quantize if device == "cpu" else ["none"]):
+            linker.configure(quantize=quantize)
+            for label, channels, rerank in systems:
+                if (device != "cpu" or quantize != "none") and channels == "bm25":
+                    continue
+                linker.link(queries[:16], k=10, rerank=rerank, channels=channels)  # warm-up (and int8 copy)
+                start = time.perf_counter()
+                ranked = []
+                for i in range(0, len(queries), args.batch_size):
+                    ranked += linker.link(queries[i:i + args.batch_size], k=10, rerank=rerank, channels=channels)
+                rate = len(queries) / (time.perf_counter() - start)
+                codes = [[c.code for c in per] for per in ranked]
+                same = ""
+                if quantize == "none" and device == "cpu":
+                    fp32[label] = codes
+                elif label in fp32:
+                    top10 = sum(a == b for a, b in zip(codes, fp32[label])) / len(codes)
+                    top1 = sum(a[:1] == b[:1] for a, b in zip(codes, fp32[label])) / len(codes)
+                    same = f"{top10:.3f} / {top1:.3f}"
+                print(f"| {device} | {quantize} | {label} | {rate:.0f} | {same} |", flush=True)
+        linker.configure(quantize="none")
     if args.build and linker.bi_encoder is not None:
         for device in devices:
             linker.bi_encoder.to(device)

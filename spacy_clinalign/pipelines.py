@@ -2,6 +2,7 @@
 align pre-tokenized pairs, add a span_projector, attach NER support spans, pick the demo encoder.
 They live here, not in the CLI, so that nothing has to import the command line to use them."""
 import sys
+import warnings
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -10,15 +11,19 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from .encoders import check_encoder_folder, default_encoder_dir, resolve_encoder
+from .models.length_buckets import sorted_by_length
 from .pairs import pair_from_words, spans_of
 
 DEFAULT_BATCH = 32
+DEFAULT_LAYER = 8
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-def load_aligner(model: str, layer: Optional[int] = 8, method: Optional[str] = None, gpu_id: int = -1) -> Language:
+def load_aligner(model: str, layer: Optional[int] = None, method: Optional[str] = None, gpu_id: int = -1) -> Language:
     """A pipeline with `clinical_aligner` from a saved spaCy pipeline folder, or built over a bare
-    Hugging Face encoder folder (read at `layer`; a saved pipeline keeps the layer it was saved with)."""
+    Hugging Face encoder folder, read at `layer` (default 8). A saved pipeline keeps the layer it was
+    trained at: its encoder was cut there and saved cut, so the layers above it are not in the folder. A
+    different `layer` is ignored for it, with a warning saying so."""
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     path = Path(resolve_encoder(model))
@@ -26,10 +31,15 @@ def load_aligner(model: str, layer: Optional[int] = 8, method: Optional[str] = N
         nlp = spacy.load(path)
         if "clinical_aligner" not in nlp.pipe_names:
             raise ValueError(f"the pipeline {path} has no clinical_aligner component")
+        saved = nlp.get_pipe("clinical_aligner").model.attrs.get("layer")
+        if layer is not None and layer != saved:
+            warnings.warn(f"layer {layer} is ignored: the saved pipeline {path} reads layer {saved}, the layer it "
+                          "was trained at (its encoder is saved cut at that layer). To align at another layer, "
+                          "pass an encoder folder instead of a pipeline.", UserWarning)
     else:
         check_encoder_folder(model, "align")
         nlp = spacy.blank("xx")
-        nlp.add_pipe("clinical_aligner", config={"model": {"name": str(path), "layer": layer}})
+        nlp.add_pipe("clinical_aligner", config={"model": {"name": str(path), "layer": DEFAULT_LAYER if layer is None else layer}})
         nlp.initialize()
     if method is not None:
         nlp.get_pipe("clinical_aligner").cfg["method"] = method
@@ -38,15 +48,20 @@ def load_aligner(model: str, layer: Optional[int] = 8, method: Optional[str] = N
 
 def align_word_pairs(nlp: Language, pairs: Sequence[Tuple[Sequence[str], Sequence[str]]],
                      batch_size: int = DEFAULT_BATCH, progress: bool = True) -> List[Doc]:
-    """Align pre-tokenized (source_words, target_words) pairs; returns the aligned target Docs."""
+    """Align pre-tokenized (source_words, target_words) pairs; returns the aligned target Docs, in the
+    input order. The pairs go through `nlp.pipe` sorted by length, so each batch pads little."""
     from tqdm import tqdm
 
-    docs = (pair_from_words(nlp.vocab, s, t) for s, t in pairs)
+    order = sorted_by_length(pairs, lambda p: sum(map(len, p[0])) + sum(map(len, p[1])))
+    docs = (pair_from_words(nlp.vocab, *pairs[i]) for i in order)
     stream = nlp.pipe(docs, batch_size=batch_size)
-    return list(tqdm(stream, total=len(pairs), disable=not progress, desc="aligning", unit="pair"))
+    out: List[Optional[Doc]] = [None] * len(pairs)
+    for i, doc in zip(order, tqdm(stream, total=len(pairs), disable=not progress, desc="aligning", unit="pair")):
+        out[i] = doc
+    return out
 
 
-def load_projection_pipeline(model: str, layer: int, gpu_id: int = -1, **projector_cfg) -> Language:
+def load_projection_pipeline(model: str, layer: Optional[int], gpu_id: int = -1, **projector_cfg) -> Language:
     """The aligner pipeline of `model` with a span_projector added (or reconfigured) after it."""
     nlp = load_aligner(model, layer=layer, gpu_id=gpu_id)
     nlp.get_pipe("clinical_aligner").cfg["store_matrix"] = True  # the projector reads the matrix

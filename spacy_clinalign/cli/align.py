@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from ..pipelines import DEFAULT_BATCH, align_word_pairs, load_aligner
-from .arguments import non_negative_int, positive_int
+from .arguments import LAYER_HELP, non_negative_int, positive_int
 from ..io.atomic import atomic_write_text
 from .ray_options import add_ray_arguments, run_task
 
@@ -66,7 +66,7 @@ def add_commands(sub) -> None:
     p.add_argument("input", help="parallel file, one `source ||| target` pair a line, tokens split by spaces")
     p.add_argument("output", help="Pharaoh output, 0-based `source-target` links")
     p.add_argument("--method", choices=["argmax", "itermax", "threshold"], default=None)
-    p.add_argument("--layer", type=positive_int, default=8, help="hidden layer when MODEL is an encoder folder")
+    p.add_argument("--layer", type=positive_int, default=None, help=LAYER_HELP)
     p.add_argument("--probs", action="store_true", help="append `:probability` to each link")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH)
@@ -88,7 +88,7 @@ def add_commands(sub) -> None:
     p.add_argument("data_dir", help="folder holding awesome-align/ and binaryalign/ (../shared/data/alignment)")
     p.add_argument("--sets", nargs="+", default=["en-fr", "ro-en", "en-es", "en-cs", "en-sv"])
     p.add_argument("--methods", nargs="+", default=["argmax", "itermax", "threshold"])
-    p.add_argument("--layer", type=positive_int, default=8)
+    p.add_argument("--layer", type=positive_int, default=None, help=LAYER_HELP)
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH)
     p.add_argument("--limit", type=non_negative_int, default=0, help="first N pairs of each set (0 = all)")
     p.add_argument("--gpu-id", type=int, default=-1)

@@ -3,6 +3,10 @@
 import argparse
 
 
+LAYER_HELP = ("hidden layer to read when MODEL is an encoder folder (default 8); a saved pipeline keeps the "
+              "layer it was trained at, and a different --layer is ignored for it with a warning")
+
+
 def positive_int(value: str) -> int:
     number = int(value)
     if number < 1:

@@ -6,7 +6,7 @@ from pathlib import Path
 from ..io.atomic import atomic_write_text
 from ..pipelines import add_ner_support, load_projection_pipeline
 from ..scoring.spans import format_span_scores
-from .arguments import non_negative_int, positive_float, positive_int
+from .arguments import LAYER_HELP, non_negative_int, positive_float, positive_int
 from .ray_options import add_ray_arguments, run_task
 
 
@@ -98,7 +98,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("evaluate-projection", help="strict and character-level P/R/F1 of projected spans (MultiClinAI)")
     p.add_argument("model", help="pipeline folder with clinical_aligner (and span_projector), or an encoder folder")
     p.add_argument("data", help="paired jsonl, e.g. ../shared/data/multiclinai/paired_es_en.dev.jsonl")
-    p.add_argument("--layer", type=positive_int, default=8)
+    p.add_argument("--layer", type=positive_int, default=None, help=LAYER_HELP)
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--temperature", type=positive_float, default=None)
     p.add_argument("--max-gap", type=int, default=None)
@@ -135,7 +135,7 @@ def add_commands(sub) -> None:
     p.add_argument("--source-lang", default="es")
     p.add_argument("--target-lang", default=None,
                    help="the translations' language (e.g. en): its function words never start or end a projected span")
-    p.add_argument("--layer", type=positive_int, default=8)
+    p.add_argument("--layer", type=positive_int, default=None, help=LAYER_HELP)
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--temperature", type=positive_float, default=None)
     p.add_argument("--batch-size", type=positive_int, default=4, help="documents per nlp.pipe batch (and per Ray task)")

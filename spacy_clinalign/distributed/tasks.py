@@ -129,7 +129,7 @@ class ProjectTask(CorpusTask):
     UNPROJECTED_HEADER = ["filename", "label", "source_start", "source_end", "source_text", "best_score"]
 
     def __init__(self, model: str, source_dir, target_dir, *, tsv: Optional[Sequence] = None,
-                 tsv_format: str = "spaccc", annotated_only: bool = False, source_lang: str = "es", layer: int = 8,
+                 tsv_format: str = "spaccc", annotated_only: bool = False, source_lang: str = "es", layer: Optional[int] = None,
                  threshold: Optional[float] = None, temperature: Optional[float] = None,
                  target_lang: Optional[str] = None):
         self.model = _model_ref(model)
@@ -226,7 +226,7 @@ class AlignTask(CorpusTask):
 
     kind = "align"
 
-    def __init__(self, model: str, input_path, output, *, layer: int = 8, method: Optional[str] = None,
+    def __init__(self, model: str, input_path, output, *, layer: Optional[int] = None, method: Optional[str] = None,
                  probs: bool = False):
         self.model, self.input_path, self.output = _model_ref(model), _absolute(input_path), _absolute(output)
         self.layer, self.method, self.probs = layer, method, probs

@@ -9,11 +9,13 @@ import numpy
 
 from ..encoders import check_encoder_folder, quiet_transformers
 from ..torch_runtime import torch_device
+from .inference import inference_model
 
 
 class BiEncoder:
     def __init__(self, path: Union[str, Path], query_prefix: str = "query: ", passage_prefix: str = "passage: ",
-                 max_length: int = 64, batch_size: int = 128, device: Optional[str] = None) -> None:
+                 max_length: int = 64, batch_size: int = 128, device: Optional[str] = None,
+                 quantize: str = "none") -> None:
         from transformers import AutoModel, AutoTokenizer
 
         folder = check_encoder_folder(str(path), "icd_linker bi-encoder")
@@ -25,6 +27,7 @@ class BiEncoder:
         self.model.to(self.device)
         self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
         self.max_length, self.batch_size = max_length, batch_size
+        self.quantize = quantize
 
     @property
     def dim(self) -> int:
@@ -50,17 +53,21 @@ class BiEncoder:
             from tqdm import tqdm
 
             starts = tqdm(starts, desc=f"encoding {kind}s", unit="batch")
+        model = inference_model(self)
         with torch.inference_mode():
             for start in starts:
                 rows = order[start:start + self.batch_size]
                 batch = self.tokenizer([prefix + texts[i] for i in rows], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt").to(self.device)
-                hidden = self.model(**batch).last_hidden_state
+                hidden = model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 out[rows] = pooled.cpu().numpy()
         return out
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_int8"}
 
     def save(self, path: Union[str, Path]) -> None:
         self.model.save_pretrained(str(path))

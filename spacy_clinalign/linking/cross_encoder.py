@@ -7,11 +7,12 @@ import numpy
 
 from ..encoders import check_encoder_folder, quiet_transformers
 from ..torch_runtime import torch_device
+from .inference import inference_model
 
 
 class CrossEncoder:
-    def __init__(self, path: Union[str, Path], max_length: int = 128, batch_size: int = 64,
-                 device: Optional[str] = None) -> None:
+    def __init__(self, path: Union[str, Path], max_length: int = 96, batch_size: int = 64,
+                 device: Optional[str] = None, quantize: str = "none") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         folder = check_encoder_folder(str(path), "icd_linker cross-encoder")
@@ -23,6 +24,7 @@ class CrossEncoder:
         self.device = torch_device(device)
         self.model.to(self.device)
         self.max_length, self.batch_size = max_length, batch_size
+        self.quantize = quantize
 
     def to(self, device: str) -> "CrossEncoder":
         self.device = torch_device(device)
@@ -30,17 +32,24 @@ class CrossEncoder:
         return self
 
     def score(self, pairs: Sequence[Tuple[str, str]]) -> numpy.ndarray:
-        """One logit per (query, description) pair."""
+        """One logit per (query, description) pair. Pairs are encoded in batches of similar length (each
+        batch is padded to its longest pair; padding is masked, so a logit does not depend on its batch)
+        and cut at `max_length` wordpieces."""
         import torch
 
         out = numpy.zeros((len(pairs),), dtype="float32")
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        model = inference_model(self)
         with torch.inference_mode():
             for start in range(0, len(pairs), self.batch_size):
-                chunk = pairs[start:start + self.batch_size]
-                batch = self.tokenizer([q for q, _ in chunk], [d for _, d in chunk], padding=True,
+                rows = order[start:start + self.batch_size]
+                batch = self.tokenizer([pairs[i][0] for i in rows], [pairs[i][1] for i in rows], padding=True,
                                        truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
-                out[start:start + len(chunk)] = self.model(**batch).logits[:, 0].float().cpu().numpy()
+                out[rows] = model(**batch).logits[:, 0].float().cpu().numpy()
         return out
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_int8"}
 
     def save(self, path: Union[str, Path]) -> None:
         self.model.save_pretrained(str(path))

@@ -100,6 +100,18 @@ class CodeLinker:
             return lists[0]
         return [reciprocal_rank_fusion(per_query, k) for per_query in zip(*lists)]
 
+    def configure(self, quantize: str = "none", rerank_max_length: Optional[int] = None) -> "CodeLinker":
+        """Inference settings of both encoders: `quantize` ("none" | "int8": an int8 copy on CPU, see
+        linking/inference.py) and the reranker's input cap in wordpieces (query + description)."""
+        for encoder in (self.bi_encoder, self.cross_encoder):
+            if encoder is not None:
+                encoder.quantize = quantize
+        if rerank_max_length is not None and self.cross_encoder is not None:
+            if rerank_max_length < 8:
+                raise ValueError(f"rerank_max_length must be >= 8 wordpieces, got {rerank_max_length}")
+            self.cross_encoder.max_length = rerank_max_length
+        return self
+
     def link(self, queries: Sequence[str], k: int = 10, rerank: bool = True,
              channels: Optional[str] = None) -> List[List[Candidate]]:
         """Ranked candidates per query (best first); an empty list when a channel finds nothing."""

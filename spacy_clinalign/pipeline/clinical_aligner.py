@@ -22,6 +22,8 @@ from ..alignment.blockwise import estimate_pair_bytes
 from ..alignment.matrix import EXTRACTION_METHODS, PairScores, pair_scores
 from ..alignment.document_prior import document_band_rectangles
 from ..models import span_getters as _span_getters  # noqa: F401  (registers sentence_spans.v1)
+from ..models.length_buckets import predict_by_length
+from ..models.quantize import check_quantize, set_quantization
 from ..alignment.relink import alignment_from_scores
 from ..alignment.losses import gold_link_nll, row_column_cosine_loss, student_cosine
 from ..encoders import check_encoder_folder, quiet_transformers
@@ -88,6 +90,7 @@ def _has_text(doc: Doc) -> bool:
         "distill_weight": 1.0,
         "supervised_weight": 1.0,
         "supervised_temperature": 0.05,
+        "quantize": "none",
         "scorer": {"@scorers": "spacy-clinalign.alignment_scorer.v1"},
     },
     default_score_weights={"align_aer": None, "align_p": None, "align_r": None, "align_f": 1.0},
@@ -109,6 +112,7 @@ def make_clinical_aligner(
     distill_weight: float,
     supervised_weight: float,
     supervised_temperature: float,
+    quantize: str,
     scorer: Optional[Callable],
 ) -> "ClinicalAligner":
     return ClinicalAligner(
@@ -128,6 +132,7 @@ def make_clinical_aligner(
         distill_weight=distill_weight,
         supervised_weight=supervised_weight,
         supervised_temperature=supervised_temperature,
+        quantize=quantize,
         scorer=scorer,
     )
 
@@ -149,6 +154,9 @@ class ClinicalAligner(TrainablePipe):
         distillation loss; a pair whose reference has gold links (`_.alignment`, from a gold reader) adds
         supervised_weight x the row/column log-likelihood of its gold cells (softmax of cosine /
         supervised_temperature). Mixed corpora train both at once.
+    quantize: `int8` runs inference through an int8 copy of the encoder (dynamically quantized nn.Linear,
+        CPU only; models/quantize.py). The float32 weights are what is saved and trained; a training step
+        with `int8` is refused.
     store_matrix: keep the float32 cosine matrix (4 bytes a cell) on the Alignment. Off, links are
         extracted from cosine rows computed block by block, and no (target x source) array is made.
     max_matrix_gib: warn before aligning a pair whose matrix work would need more than this many GiB
@@ -176,6 +184,7 @@ class ClinicalAligner(TrainablePipe):
         distill_weight: float = 1.0,
         supervised_weight: float = 1.0,
         supervised_temperature: float = 0.05,
+        quantize: str = "none",
         scorer: Optional[Callable] = score_alignment,
     ):
         if method not in EXTRACTION_METHODS:
@@ -199,9 +208,11 @@ class ClinicalAligner(TrainablePipe):
             raise ValueError(f"clinical_aligner: supervised_temperature must be > 0, got {supervised_temperature}")
         if prior_margin < 0:
             raise ValueError(f"clinical_aligner: prior_margin must be >= 0, got {prior_margin}")
+        check_quantize(quantize, "clinical_aligner")
         register_extensions()
         self.vocab = vocab
         self.model = model
+        set_quantization(model, quantize)
         self.name = name
         self.scorer = scorer
         self.cfg: Dict = {
@@ -218,6 +229,7 @@ class ClinicalAligner(TrainablePipe):
             "distill_weight": distill_weight,
             "supervised_weight": supervised_weight,
             "supervised_temperature": supervised_temperature,
+            "quantize": quantize,
         }
 
     # -- inference -------------------------------------------------------------------------------
@@ -253,8 +265,9 @@ class ClinicalAligner(TrainablePipe):
         for i in todo:
             self._check_memory(docs[i], sources[i])
         batch, index = unique_docs([docs[i] for i in todo] + [sources[i] for i in todo])
-        vectors = self.model.predict(batch)
         cfg = self.cfg
+        set_quantization(self.model, cfg.get("quantize", "none"))  # cfg may change after construction
+        vectors = predict_by_length(self.model.predict, batch)
         for k, i in enumerate(todo):
             # The cosine matrix is only built when it is kept; otherwise links come from cosine row blocks.
             pair = pair_scores(vectors[index[k]], vectors[index[len(todo) + k]], store=bool(cfg["store_matrix"]))
@@ -406,6 +419,7 @@ class ClinicalAligner(TrainablePipe):
         if not examples:
             return losses
         validate_examples(examples, "ClinicalAligner.update")
+        set_quantization(self.model, self.cfg.get("quantize", "none"))  # int8 refuses training (models/quantize.py)
         set_dropout_rate(self.model, drop)
         batch, index = unique_docs([eg.predicted for eg in examples] + [eg.predicted._.source for eg in examples])
         vectors, backprop = self.model.begin_update(batch)

@@ -21,6 +21,7 @@ from ..linking.bi_encoder import BiEncoder
 from ..linking.catalog import Catalog, load_catalog
 from ..linking.cross_encoder import CrossEncoder
 from ..linking.linker import CHANNELS, CodeLinker
+from ..models.quantize import QUANTIZE_MODES
 from ..linking.queries import context_of, format_query
 from ..pairs import register_extensions, span_key, spans_of
 from ..scoring.linking import NIL, score_linking
@@ -42,6 +43,8 @@ from ..scoring.linking import NIL, score_linking
         "query_prefix": "query: ",
         "passage_prefix": "passage: ",
         "device": None,
+        "quantize": "none",
+        "rerank_max_length": 96,
         "scorer": {"@scorers": "spacy-clinalign.linking_scorer.v1"},
     },
     default_score_weights={"link_exact_f": 1.0, "link_category_f": 0.0, "link_chapter_f": 0.0,
@@ -50,11 +53,11 @@ from ..scoring.linking import NIL, score_linking
 def make_icd_linker(nlp: Language, name: str, spans_key: Optional[str], labels: List[str], top_k: int,
                     channels: str, rerank: bool, threshold: float, context_window: int, batch_size: int,
                     index_kind: str, query_prefix: str, passage_prefix: str, device: Optional[str],
-                    scorer: Optional[Callable]) -> "IcdLinker":
+                    quantize: str, rerank_max_length: int, scorer: Optional[Callable]) -> "IcdLinker":
     return IcdLinker(nlp.vocab, name, spans_key=spans_key, labels=labels, top_k=top_k, channels=channels,
                      rerank=rerank, threshold=threshold, context_window=context_window, batch_size=batch_size,
                      index_kind=index_kind, query_prefix=query_prefix, passage_prefix=passage_prefix,
-                     device=device, scorer=scorer)
+                     device=device, quantize=quantize, rerank_max_length=rerank_max_length, scorer=scorer)
 
 
 class IcdLinker(Pipe):
@@ -62,9 +65,12 @@ class IcdLinker(Pipe):
                  labels: Sequence[str] = (), top_k: int = 10, channels: str = "dense", rerank: bool = True,
                  threshold: float = 0.0, context_window: int = 0, batch_size: int = 256,
                  index_kind: str = "exact", query_prefix: str = "query: ", passage_prefix: str = "passage: ",
-                 device: Optional[str] = None, scorer: Optional[Callable] = None) -> None:
+                 device: Optional[str] = None, quantize: str = "none", rerank_max_length: int = 96,
+                 scorer: Optional[Callable] = None) -> None:
         if channels not in CHANNELS:
             raise ValueError(f"icd_linker: channels must be one of {CHANNELS}, not {channels!r}")
+        if quantize not in QUANTIZE_MODES:
+            raise ValueError(f"icd_linker: quantize must be one of {QUANTIZE_MODES}, not {quantize!r}")
         if top_k < 1:
             raise ValueError(f"icd_linker: top_k must be >= 1, not {top_k}")
         register_extensions()
@@ -74,7 +80,8 @@ class IcdLinker(Pipe):
         self.cfg = {"spans_key": spans_key, "labels": list(labels), "top_k": top_k, "channels": channels,
                     "rerank": rerank, "threshold": threshold, "context_window": context_window,
                     "batch_size": batch_size, "index_kind": index_kind, "query_prefix": query_prefix,
-                    "passage_prefix": passage_prefix, "device": device}
+                    "passage_prefix": passage_prefix, "device": device, "quantize": quantize,
+                    "rerank_max_length": rerank_max_length}
         self.scorer = scorer
 
     # --- set-up ---------------------------------------------------------------------------------------
@@ -137,7 +144,7 @@ class IcdLinker(Pipe):
         queries = [self.query_of(span) for spans in mentions for span in spans]
         if not queries:
             return [[] for _ in docs]
-        linker = self._require()
+        linker = self._require().configure(self.cfg.get("quantize", "none"), self.cfg.get("rerank_max_length"))
         flat = []
         step = self.cfg["batch_size"]
         for start in range(0, len(queries), step):

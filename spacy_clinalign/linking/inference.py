@@ -1,0 +1,22 @@
+"""Which torch module a linker encoder runs for inference: its float32 model, or (`quantize = "int8"`, CPU
+only) an int8 copy of it (models/quantize.py: dynamically quantized nn.Linear, the residual projections
+kept in float32). The copy is made once per encoder and weights version and never saved: `save` writes the
+float32 model, so pipelines stay loadable by any setting."""
+from typing import Any
+
+from ..models.quantize import QUANTIZE_MODES, _weights_version, int8_copy
+
+
+def inference_model(encoder: Any):
+    """`encoder.model`, or its cached int8 copy when `encoder.quantize == "int8"` and it runs on CPU."""
+    mode = getattr(encoder, "quantize", "none")
+    if mode not in QUANTIZE_MODES:
+        raise ValueError(f"icd_linker: quantize must be one of {QUANTIZE_MODES}, got {mode!r}")
+    if mode == "none" or str(encoder.device).split(":")[0] != "cpu":
+        return encoder.model
+    cached = encoder.__dict__.get("_int8")
+    version = _weights_version(encoder.model)
+    if cached is None or cached[0] != version:
+        cached = (version, int8_copy(encoder.model))
+        encoder.__dict__["_int8"] = cached
+    return cached[1]

@@ -1,0 +1,51 @@
+"""Length-bucketed encoder calls: spacy-transformers pads every window of a call to the longest one, so a
+batch mixing a 5-word and a 60-word sentence spends most of its matrix products on padding. Sorting the
+Docs by length and encoding them in groups of similar length removes that padding; results come back in
+the input order, and each Doc's vectors do not depend on which group it was in (padding is masked)."""
+from typing import Callable, List, Sequence, TypeVar
+
+from spacy.tokens import Doc
+
+T = TypeVar("T")
+
+# Docs per encoder call: large enough that per-call overhead is small, small enough that a group is
+# close in length after sorting.
+DEFAULT_GROUP_SIZE = 16
+# Characters per encoder call. One call holds every window of its Docs at once (attention scores are
+# windows x heads x pieces^2 floats), so a batch of eight 1,400-token paragraphs on both sides reached GiBs
+# in one call; with this budget a call holds a few thousand characters (about a dozen sentence windows),
+# and a group of short sentences is still cut by DEFAULT_GROUP_SIZE first. A longer Doc is its own group.
+DEFAULT_GROUP_CHARS = 6000
+
+
+def length_groups(lengths: Sequence[int], group_size: int = DEFAULT_GROUP_SIZE,
+                  max_total: int = 0) -> List[List[int]]:
+    """Indices sorted by length (stable), cut into groups of at most `group_size` items and, when
+    `max_total` > 0, at most `max_total` summed length (an item longer than that is a group alone)."""
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: List[List[int]] = []
+    total = 0
+    for i in order:
+        if not groups or len(groups[-1]) >= group_size or (max_total and total + lengths[i] > max_total):
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += lengths[i]
+    return groups
+
+
+def predict_by_length(predict: Callable[[List[Doc]], List[T]], docs: Sequence[Doc],
+                      group_size: int = DEFAULT_GROUP_SIZE, max_chars: int = DEFAULT_GROUP_CHARS) -> List[T]:
+    """`predict(docs)` run on length-sorted groups of Docs; one output per Doc, in the input order."""
+    out: List = [None] * len(docs)
+    for group in length_groups([len(d.text) for d in docs], group_size, max_chars):
+        for i, result in zip(group, predict([docs[i] for i in group])):
+            out[i] = result
+    return out
+
+
+def sorted_by_length(items: Sequence[T], length: Callable[[T], int]) -> List[int]:
+    """The order that visits `items` by increasing length (stable): for callers that batch whole inputs."""
+    return sorted(range(len(items)), key=lambda i: length(items[i]))
