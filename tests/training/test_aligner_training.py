@@ -88,7 +88,7 @@ def test_spacy_train_runs_end_to_end(tmp_path, corpus, tiny_encoder):
         sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "aligner.cfg"),
         "--output", str(tmp_path / "model"),
         "--paths.train", str(out), "--paths.dev", str(par), "--paths.dev_gold", str(gold),
-        "--paths.encoder", str(tiny_encoder), "--paths.layer", "2",
+        "--paths.encoder", str(tiny_encoder), "--paths.layer", "2", "--paths.frozen_layers", "1",
         "--training.max_steps", "6", "--training.eval_frequency", "3",
         "--training.optimizer.learn_rate.warmup_steps", "1",
     ]
