@@ -5,9 +5,9 @@ imports this package: everything a command runs lives in the library (`pipelines
 import argparse
 from typing import List, Optional
 
-from . import align, demo, encoder, link, ner, project, teacher
+from . import align, demo, encoder, link, ner, pipelines, project, teacher
 
-GROUPS = (align, encoder, teacher, project, ner, demo, link)
+GROUPS = (align, encoder, teacher, project, ner, demo, link, pipelines)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -323,7 +323,7 @@ def _safe_transformer_init(model: TransformerModel, X=None, Y=None) -> None:
     """TransformerModel's init, with `load_local_encoder` instead of `huggingface_from_pretrained`."""
     if model.attrs["has_transformer"]:
         return
-    hf_model = load_local_encoder(model.attrs["name"], dict(model._init_tokenizer_config),
+    hf_model = load_local_encoder(resolve_encoder(model.attrs["name"]), dict(model._init_tokenizer_config),
                                   dict(model._init_transformer_config))
     model.attrs["set_transformer"](model, hf_model)
 

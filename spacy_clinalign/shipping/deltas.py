@@ -1,0 +1,293 @@
+"""fp16 deltas over a base encoder: the encoder parameters that training changed, stored with
+safetensors (tensors only, never pickle) under their Hugging Face state_dict names.
+
+`extract_delta` diffs a trained encoder (a saved pipeline, a Language, or a state dict) against its base;
+from a pipeline it also keeps the pipeline's config and its components' non-encoder bytes (the "heads":
+spaCy's own msgpack, data only). `apply_delta` refuses before it changes anything when the part's files do
+not match SHA256SUMS, when the base encoder is another model (model type, vocabulary size, hidden size,
+layer count, or the numbers of its untouched tensors), or when a tensor's name or shape is not the base's.
+A delta holds the trained values themselves, so applying it twice gives the same encoder."""
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import srsly
+import torch
+from spacy.language import Language
+from spacy_transformers.layers.transformer_model import TransformerModel
+from thinc.api import Config
+
+from ..encoders import DEFAULT_ENCODER, resolve_encoder
+from .cards import BASE_KEYS, read_card, write_card
+from .checksums import SUMS_NAME, read_sums, sha256_file, data_files, verify_checksums
+
+DELTA_NAME = "delta.safetensors"
+CONFIG_NAME = "config.cfg"
+HEADS_NAME = "heads.msgpack"
+DELTA_FORMAT = "spacy-clinalign-delta/1"
+# Trained parameters a base may lack without harm: the pooler is never read (tokens are pooled from
+# the hidden states), position_ids are buffers some transformers versions save and others recompute.
+IGNORED_PREFIXES = ("pooler.",)
+IGNORED_SUFFIXES = ("position_ids",)
+ENCODER_ARCHITECTURES = ("spacy-clinalign.AlignerModel.v1", "spacy-clinalign.TransformerModel.v1",
+                         "spacy-transformers.TransformerModel.v3")
+FINGERPRINT_TENSORS = 4
+
+
+class DeltaMismatchError(ValueError):
+    """A delta that does not belong to the encoder it would be applied to."""
+
+
+# --- the encoder inside a pipeline ---------------------------------------------------------------------
+def find_encoder(nlp: Language) -> Tuple[str, TransformerModel]:
+    """The pipeline's one Hugging Face encoder: (component name, its TransformerModel node)."""
+    found = [(name, node) for name, pipe in nlp.components if getattr(pipe, "model", None) is not None
+             for node in pipe.model.walk() if isinstance(node, TransformerModel)]
+    if len(found) != 1:
+        raise ValueError(f"a shipped part holds exactly one transformer encoder; this pipeline has {len(found)} "
+                         f"({[name for name, _ in found]})")
+    return found[0]
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(IGNORED_PREFIXES) or name.endswith(IGNORED_SUFFIXES)
+
+
+def _thinc_params(model) -> List[str]:
+    return [f"{node.name}.{p}" for node in model.walk() for p in node.param_names if node.has_param(p)]
+
+
+def _sanitized_config(nlp: Language, encoder_component: str) -> Tuple[Config, Optional[int]]:
+    """The pipeline's [nlp] and [components] (no paths, corpora or training), the encoder named by its
+    alias; and the hidden layer the encoder is read at (None: its last)."""
+    config = nlp.config.interpolate()
+    kept = Config({"nlp": config["nlp"], "components": config["components"]})
+    found = []
+
+    def rename(section: Any) -> None:
+        if isinstance(section, dict):
+            if section.get("@architectures") in ENCODER_ARCHITECTURES and "name" in section:
+                section["name"] = DEFAULT_ENCODER
+                found.append(section.get("layer"))
+            for value in section.values():
+                rename(value)
+
+    rename(kept["components"][encoder_component])
+    if len(found) != 1:
+        raise ValueError(f"cannot find the encoder's `name` in the config of component {encoder_component!r}")
+    return kept, found[0]
+
+
+# --- base identity -------------------------------------------------------------------------------------
+def base_identity(hf_model: torch.nn.Module) -> Dict[str, Any]:
+    config = hf_model.config
+    return {key: getattr(config, key, None) for key in BASE_KEYS}
+
+
+def _stats(tensor: torch.Tensor) -> Dict[str, Any]:
+    t = tensor.detach().double()
+    return {"shape": list(tensor.shape), "mean": float(t.mean()), "mean_abs": float(t.abs().mean())}
+
+
+def fingerprint(state: Mapping[str, torch.Tensor], skip: Any = ()) -> Dict[str, Dict[str, Any]]:
+    """Statistics of a few 2-D weights the delta leaves alone: they tell two bases of the same shape apart."""
+    names = [n for n, t in state.items()
+             if n not in skip and not _ignored(n) and t.dim() == 2 and t.is_floating_point()]
+    return {n: _stats(state[n]) for n in names[:FINGERPRINT_TENSORS]}
+
+
+def _check_base(card: Dict[str, Any], hf_model: torch.nn.Module, where: str) -> None:
+    want, have = card["base"], base_identity(hf_model)
+    wrong = [f"{key}: the delta was made for {want[key]!r}, this encoder has {have[key]!r}"
+             for key in BASE_KEYS if want[key] != have[key]]
+    if wrong:
+        raise DeltaMismatchError(f"{where}: refused, the encoder is not the delta's base ({want.get('name', '?')}): "
+                                 + "; ".join(wrong))
+    state = hf_model.state_dict()
+    for name, stats in (card["base"].get("fingerprint") or {}).items():
+        if name not in state or list(state[name].shape) != stats["shape"]:
+            raise DeltaMismatchError(f"{where}: refused, the encoder has no tensor {name!r} of shape {stats['shape']} "
+                                     "that the delta's base has")
+        got = _stats(state[name])
+        scale = 1e-3 * stats["mean_abs"] + 1e-6  # fp16 and fp32 copies of the base agree this closely
+        if abs(got["mean"] - stats["mean"]) > scale or abs(got["mean_abs"] - stats["mean_abs"]) > scale:
+            raise DeltaMismatchError(
+                f"{where}: refused, the encoder has the base's shape but other weights: {name!r} has mean "
+                f"{got['mean']:.6g} / mean |w| {got['mean_abs']:.6g}, the delta's base {stats['mean']:.6g} / "
+                f"{stats['mean_abs']:.6g}")
+
+
+# --- loading encoders ----------------------------------------------------------------------------------
+def load_base_encoder(path: Union[str, Path]):
+    """A local Hugging Face encoder folder (or the alias), loaded without remote code: HFObjects."""
+    from ..models.safe_shim import load_local_encoder
+
+    return load_local_encoder(resolve_encoder(str(path)), {"use_fast": True}, {})
+
+
+def _trained_state(trained: Union[str, Path, Language, Mapping]) -> Tuple[Dict[str, torch.Tensor], Optional[Language]]:
+    if isinstance(trained, Mapping):
+        return dict(trained), None
+    if isinstance(trained, (str, Path)):
+        import spacy
+
+        if not (Path(trained) / "config.cfg").is_file():
+            raise ValueError(f"{trained} is not a saved spaCy pipeline (no config.cfg)")
+        trained = spacy.load(trained)
+    _, node = find_encoder(trained)
+    if not node.attrs.get("has_transformer"):
+        raise ValueError("the pipeline's encoder has no weights (it was never initialized or loaded)")
+    return dict(node.transformer.state_dict()), trained
+
+
+# --- extract -------------------------------------------------------------------------------------------
+def extract_delta(trained: Union[str, Path, Language, Mapping], base_encoder: Union[str, Path],
+                  out_dir: Union[str, Path], card: Optional[Dict[str, Any]] = None,
+                  atol: float = 0.0) -> Dict[str, Any]:
+    """Write `out_dir` (a part folder): delta.safetensors with the trained tensors that differ from the base by
+    more than `atol`, as fp16; from a pipeline also config.cfg and heads.msgpack; card.json + MODEL_CARD.md.
+    Returns the card. Run `update_checksums(out_dir.parent, out_dir.name)` (the CLI does) to ship it."""
+    from safetensors.torch import save_file
+
+    state, nlp = _trained_state(trained)
+    base = load_base_encoder(base_encoder).transformer
+    base_state = base.state_dict()
+    delta, unknown, reshaped = {}, [], []
+    for name, tensor in state.items():
+        if _ignored(name) or not tensor.is_floating_point():
+            continue
+        if name not in base_state:
+            unknown.append(name)
+            continue
+        if tensor.shape != base_state[name].shape:
+            reshaped.append(f"{name} {tuple(tensor.shape)} vs base {tuple(base_state[name].shape)}")
+            continue
+        diff = (tensor.detach().float().cpu() - base_state[name].detach().float().cpu()).abs().max()
+        if float(diff) > atol:
+            delta[name] = tensor.detach().cpu().to(torch.float16).contiguous()
+    if unknown or reshaped:
+        raise DeltaMismatchError(f"the trained encoder is not built on {base_encoder}: "
+                                 + (f"{len(unknown)} tensor(s) the base lacks (e.g. {unknown[:3]}) " if unknown else "")
+                                 + (f"{len(reshaped)} tensor(s) of other shapes (e.g. {reshaped[:3]})" if reshaped else ""))
+    if not delta:
+        raise ValueError(f"the trained encoder equals its base {base_encoder} (within atol={atol}): nothing to ship")
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    save_file(delta, str(out_dir / DELTA_NAME), metadata={"format": DELTA_FORMAT})
+    card = dict(card or {})
+    card["name"] = out_dir.name
+    card["base"] = {"name": Path(resolve_encoder(str(base_encoder))).name, **base_identity(base),
+                    "fingerprint": fingerprint(base_state, skip=delta)}
+    card["delta"] = {"file": DELTA_NAME, "dtype": "float16", "tensors": len(delta),
+                     "parameters": int(sum(t.numel() for t in delta.values())), "format": DELTA_FORMAT}
+    if nlp is not None:
+        encoder_component, _ = find_encoder(nlp)
+        heads = {}
+        for name, pipe in nlp.components:
+            if not hasattr(pipe, "to_bytes"):
+                continue  # settings-only components (span_projector): the config holds everything
+            if name == encoder_component:
+                extra = _thinc_params(pipe.model)
+                if extra:
+                    raise ValueError(f"component {name!r} holds the encoder and other weights ({extra[:3]}); "
+                                     "ship pipelines whose heads listen to a `transformer` component instead")
+                heads[name] = pipe.to_bytes(exclude=["vocab", "model"])
+            else:
+                heads[name] = pipe.to_bytes(exclude=["vocab"])
+        config, layer = _sanitized_config(nlp, encoder_component)
+        config.to_disk(out_dir / CONFIG_NAME)
+        srsly.write_msgpack(out_dir / HEADS_NAME, heads)
+        card["encoder_component"] = encoder_component
+        card["heads"] = sorted(heads)
+        card["lang"] = nlp.lang
+        card["layer"] = layer
+    write_card(out_dir, card)
+    return card
+
+
+def update_checksums(root: Union[str, Path], part: str) -> Path:
+    """Replace the SHA256SUMS entries of one part folder (the other parts' lines are kept as they are)."""
+    root = Path(root)
+    sums_path = root / SUMS_NAME
+    sums = read_sums(sums_path) if sums_path.is_file() else {}
+    sums = {name: digest for name, digest in sums.items() if not name.startswith(f"{part}/")}
+    sums.update({name: sha256_file(path) for name, path in data_files(root, part).items()})
+    sums_path.write_text("".join(f"{sums[name]}  {name}\n" for name in sorted(sums)), encoding="utf8")
+    return sums_path
+
+
+# --- apply ---------------------------------------------------------------------------------------------
+def read_delta(part_dir: Union[str, Path]) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    """Check the part's files against SHA256SUMS (in its parent folder), then read its card and tensors."""
+    from safetensors import safe_open
+
+    part_dir = Path(part_dir)
+    verify_checksums(part_dir.parent, part_dir.name)
+    card = read_card(part_dir)
+    path = part_dir / DELTA_NAME
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for a malformed header
+        raise ValueError(f"{path} is not a safetensors file ({type(err).__name__}: {err})") from None
+    if meta.get("format") != DELTA_FORMAT:
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {DELTA_FORMAT!r}")
+    return card, tensors
+
+
+def apply_delta(hf_model: torch.nn.Module, part_dir: Union[str, Path]) -> Dict[str, Any]:
+    """Overwrite `hf_model`'s trained parameters with the part's delta; returns the card. Nothing is changed
+    unless the checksums, the base identity and every tensor's name, shape and values check out."""
+    where = f"delta {part_dir}"
+    card, tensors = read_delta(part_dir)
+    _check_base(card, hf_model, where)
+    params = dict(hf_model.state_dict(keep_vars=True))
+    for name, tensor in tensors.items():
+        if name not in params:
+            raise DeltaMismatchError(f"{where}: refused, tensor {name!r} is not a parameter of this encoder")
+        if tuple(tensor.shape) != tuple(params[name].shape):
+            raise DeltaMismatchError(f"{where}: refused, tensor {name!r} has shape {tuple(tensor.shape)}, "
+                                     f"the encoder's is {tuple(params[name].shape)}")
+        if not bool(torch.isfinite(tensor).all()):
+            raise DeltaMismatchError(f"{where}: refused, tensor {name!r} holds NaN or infinite values")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor.to(dtype=params[name].dtype, device=params[name].device))
+    return card
+
+
+def materialize_encoder(base_encoder: Union[str, Path], part_dir: Union[str, Path],
+                        out_dir: Union[str, Path]) -> Path:
+    """Base encoder + delta saved as a Hugging Face folder (safetensors + tokenizer) at `out_dir`."""
+    hf = load_base_encoder(base_encoder)
+    apply_delta(hf.transformer, part_dir)
+    out_dir = Path(out_dir)
+    hf.transformer.save_pretrained(str(out_dir), safe_serialization=True)
+    hf.tokenizer.save_pretrained(str(out_dir))
+    return out_dir
+
+
+def read_heads(part_dir: Union[str, Path]) -> Dict[str, bytes]:
+    path = Path(part_dir) / HEADS_NAME
+    if not path.is_file():
+        return {}
+    heads = srsly.read_msgpack(path)
+    if not isinstance(heads, dict) or not all(isinstance(v, bytes) for v in heads.values()):
+        raise ValueError(f"{path} is not a dict of component bytes")
+    return heads
+
+
+def with_temporary_encoder(base_encoder: Union[str, Path], part_dir: Union[str, Path]):
+    """Context manager: a temporary folder holding base + delta (removed afterwards)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def manager():
+        with tempfile.TemporaryDirectory(prefix="clinalign-encoder-") as tmp:
+            yield materialize_encoder(base_encoder, part_dir, Path(tmp) / "encoder")
+
+    return manager()
