@@ -84,13 +84,29 @@ def add_ner_support(ner_model: str, docs: Iterable[Doc], batch_size: int = 8, ke
         doc.spans[key] = [Span(doc, s.start, s.end, label=s.label_) for s in spans_of(tagged, spans_key)]
 
 
-def pick_demo_encoder(encoder: Optional[str], out: Path) -> Tuple[str, int]:
-    """The given folder, else the imported multilingual-e5-small, else a tiny encoder built here."""
+def pick_demo_encoder(encoder: Optional[str], out: Path, weights_dir: Optional[Path] = None,
+                      base: Optional[str] = None) -> Tuple[str, int]:
+    """The given folder; else the shipped trained aligner (multilingual-e5-small + the `es_en_aligner` delta,
+    written once under `out`); else the untrained e5; else a tiny encoder built here. Prints which."""
+    from .shipping.checksums import iter_parts
+
     if encoder:
+        print(f"Using the encoder folder {encoder} (as given; no shipped weights applied)")
         return encoder, 8
-    if (default_encoder_dir() / "config.json").exists():
-        print(f"Using multilingual-e5-small from {default_encoder_dir()}")
-        return str(default_encoder_dir()), 8
+    base_dir = Path(base) if base else default_encoder_dir()
+    if (base_dir / "config.json").exists():
+        from .weights import WEIGHTS_DIR
+
+        weights_dir = Path(weights_dir or WEIGHTS_DIR)
+        if SHIPPED_ALIGNER in iter_parts(weights_dir):
+            try:
+                return _shipped_aligner_encoder(base_dir, weights_dir, out)
+            except ValueError as err:  # checksum or base mismatch: say so, never use the weights silently
+                print(f"The shipped aligner weights were NOT loaded: {err}", file=sys.stderr)
+        else:
+            print(f"No trained aligner weights are shipped in {weights_dir}.")
+        print(f"Using the UNTRAINED multilingual-e5-small from {base_dir} (layer 8)")
+        return str(base_dir), 8
     from .encoders.tiny import build_tiny_bert
 
     print(
@@ -99,6 +115,34 @@ def pick_demo_encoder(encoder: Optional[str], out: Path) -> Tuple[str, int]:
         file=sys.stderr,
     )
     return str(build_tiny_bert(out / "tiny-encoder")), 2
+
+
+SHIPPED_ALIGNER = "es_en_aligner"
+
+
+def _shipped_aligner_encoder(base_dir: Path, weights_dir: Path, out: Path) -> Tuple[str, int]:
+    """Base + the shipped aligner delta as an encoder folder under `out` (rebuilt when the weights change)."""
+    from .shipping.cards import read_card
+    from .shipping.checksums import part_digest
+    from .shipping.deltas import materialize_encoder
+
+    part = weights_dir / SHIPPED_ALIGNER
+    digest = part_digest(weights_dir, SHIPPED_ALIGNER)
+    card = read_card(part)
+    folder = out / "shipped-aligner-encoder"
+    stamp = folder / "WEIGHTS_SHA256"
+    if not (stamp.is_file() and stamp.read_text().strip() == f"{digest} {base_dir.resolve()}"):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        materialize_encoder(base_dir, part, folder)
+        stamp.write_text(f"{digest} {base_dir.resolve()}\n")
+    layer = int(card.get("layer") or 8)
+    steps = (card.get("training") or {}).get("steps")
+    print(f"Using the shipped trained aligner {SHIPPED_ALIGNER} (weights sha256 {digest[:12]}, "
+          f"{card['delta']['tensors']} tensors over {card['base'].get('name')}"
+          + (f", {steps} training steps" if steps else "") + f", layer {layer})")
+    return str(folder), layer
 
 
 def load_linker_pipeline(spec: str, catalog: str = "icd10cm+cie10", synonyms: Sequence[str] = (),

@@ -1,0 +1,77 @@
+"""Trained parts made here from the tiny encoder: an aligner trained 3 steps on teacher matrices and an NER
+pipeline (transformer + bio_ner_cnn listener) trained 10 steps, both with the lower encoder layer frozen,
+as the shipped parts are; and a weights folder holding their deltas with SHA256SUMS."""
+import shutil
+
+import pytest
+import spacy
+
+from spacy_clinalign.cli import main
+from spacy_clinalign.io.readers import create_parallel_corpus_reader
+from spacy_clinalign.shipping.deltas import extract_delta, update_checksums
+from tests.conftest import aligner_config
+from tests.pipeline.test_bio_ner_cnn import make_examples
+
+PAIRS = [
+    ("la casa es pequeña .", "the house is small ."),
+    ("dolor abdominal y fiebre .", "abdominal pain and fever ."),
+    ("paciente de 67 años con neumonía .", "patient aged 67 with pneumonia ."),
+]
+ALIGNER_CARD = {"description": "test aligner", "version": "0.0.1", "figures": {"proj_char_f": 0.5, "command": "x"},
+                "training": {"steps": 3, "command": "tests/shipping/conftest.py"}, "sources": ["tests"]}
+
+
+@pytest.fixture(scope="session")
+def trained_aligner(tmp_path_factory, tiny_encoder):
+    folder = tmp_path_factory.mktemp("trained_aligner")
+    par = folder / "pairs.src-tgt"
+    par.write_text("".join(f"{s} ||| {t}\n" for s, t in PAIRS), encoding="utf8")
+    main(["build-teacher", str(par), str(folder / "teacher.spacy"), "--encoder", str(tiny_encoder), "--layer", "2"])
+    nlp = spacy.blank("en")
+    cfg = aligner_config(tiny_encoder)
+    cfg["model"]["frozen_layers"] = 1
+    nlp.add_pipe("clinical_aligner", config=cfg)
+    examples = list(create_parallel_corpus_reader(folder / "teacher.spacy")(nlp))
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 1e-2
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    nlp.to_disk(folder / "model")
+    return folder / "model"
+
+
+@pytest.fixture(scope="session")
+def trained_ner(tmp_path_factory, tiny_encoder):
+    folder = tmp_path_factory.mktemp("trained_ner")
+    nlp = spacy.blank("es")
+    nlp.add_pipe("transformer", config={"model": {
+        "@architectures": "spacy-clinalign.TransformerModel.v1", "name": str(tiny_encoder), "frozen_layers": 1,
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32, "stride": 24}}})
+    nlp.add_pipe("bio_ner_cnn", config={"model": {
+        "@architectures": "spacy-clinalign.CNNTagger.v1", "width": 32, "dropout": 0.0,
+        "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "upstream": "*",
+                    "pooling": {"@layers": "reduce_mean.v1"}}}})
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 1e-2
+    for _ in range(10):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    nlp.to_disk(folder / "model")
+    return folder / "model"
+
+
+@pytest.fixture(scope="session")
+def made_weights(tmp_path_factory, tiny_encoder, trained_aligner, trained_ner):
+    """A weights folder as `pipelines make-delta` leaves it (never modify it: copy it first)."""
+    root = tmp_path_factory.mktemp("weights")
+    extract_delta(trained_aligner, tiny_encoder, root / "es_en_aligner", dict(ALIGNER_CARD))
+    update_checksums(root, "es_en_aligner")
+    extract_delta(trained_ner, tiny_encoder, root / "es_clinical_ner", {"figures": {"ner_strict_f": 0.1}})
+    update_checksums(root, "es_clinical_ner")
+    return root
+
+
+@pytest.fixture
+def weights(made_weights, tmp_path):
+    """A private copy of the made weights folder, safe to tamper with."""
+    return shutil.copytree(made_weights, tmp_path / "weights")
