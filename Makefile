@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup encoder demo test bench clean
+.PHONY: setup encoder demo pipelines test bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,14 @@ setup: $(STAMP)
 encoder: setup
 	$(BIN)/python -m spacy_clinalign encoder import-e5 --if-missing
 
+# uses the shipped trained aligner (spacy_clinalign/weights) when its weights check out, and says which it loaded
 demo: setup
 	-$(MAKE) encoder
 	$(BIN)/python -m spacy_clinalign demo --out demo_out
+
+# the shipped pipelines, ready for spacy.load("pipelines/NAME"): es_en_clinical_aligner, es_clinical_ner, es_icd_linker
+pipelines: setup encoder
+	$(BIN)/python -m spacy_clinalign pipelines build pipelines
 
 test: setup
 	$(BIN)/python -m pytest -q tests
@@ -36,4 +41,4 @@ bench: setup encoder
 	$(BIN)/python bench/align.py
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) demo_out pipelines

@@ -12,7 +12,7 @@ from pathlib import Path
 def cmd_make_delta(args: argparse.Namespace) -> None:
     from ..shipping.build import PIPELINES
     from ..shipping.checksums import sha256_file
-    from ..shipping.deltas import DELTA_NAME, extract_delta, update_checksums
+    from ..shipping.deltas import DELTA_NAME, extract_delta, git_commit, update_checksums
 
     card = {}
     if args.card_json:
@@ -26,11 +26,26 @@ def cmd_make_delta(args: argparse.Namespace) -> None:
     pipeline = next((s.name for s in PIPELINES.values() if s.part == out.name), None)
     if pipeline:
         card.setdefault("pipeline", pipeline)
+    training = card.setdefault("training", {})
+    if not isinstance(training, dict):
+        raise ValueError(f"{args.card_json}: `training` must be a JSON object")
+    training.setdefault("commit", git_commit())
     card = extract_delta(args.trained, args.base, out, card, atol=args.atol)
     sums = update_checksums(out.parent, out.name)
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"{out}: {card['delta']['tensors']} tensors, {card['delta']['parameters']:,} parameters "
           f"(fp16), {size:.2f} MiB; delta sha256 {sha256_file(out / DELTA_NAME)[:12]}; {sums} updated")
+
+
+def cmd_set_figures(args: argparse.Namespace) -> None:
+    from ..shipping.deltas import set_figures
+
+    try:
+        scores = json.loads(Path(args.scores).read_text(encoding="utf8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{args.scores} is not valid JSON ({err})") from None
+    card = set_figures(args.part, scores, args.command)
+    print(f"{args.part}: {len(card['figures']) - 1} figure(s) on the card; SHA256SUMS updated")
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -82,6 +97,12 @@ def add_commands(sub) -> None:
                    "(data, steps, command, commit), figures (with `command`), sources, version")
     p.add_argument("--atol", type=float, default=0.0, help="keep tensors that moved by more than this")
     p.set_defaults(func=cmd_make_delta)
+
+    p = cmds.add_parser("set-figures", help="put scores measured on the pipeline built from a part on its card")
+    p.add_argument("part", help="part folder, e.g. spacy_clinalign/weights/es_en_aligner")
+    p.add_argument("scores", help="the --output JSON of evaluate-projection / evaluate-ner / link evaluate")
+    p.add_argument("--command", required=True, help="the exact command that printed the scores")
+    p.set_defaults(func=cmd_set_figures)
 
     p = cmds.add_parser("build", help="materialise the shipped pipelines into OUT_DIR (spacy.load-able, offline)")
     p.add_argument("out_dir")

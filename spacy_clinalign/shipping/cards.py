@@ -80,3 +80,16 @@ def render_card(card: Dict[str, Any]) -> str:
     if card.get("notes"):
         lines += ["", "## Notes", "", str(card["notes"])]
     return "\n".join(lines) + "\n"
+
+
+def flat_figures(scores: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
+    """Numeric scores of an `--output` JSON (evaluate-projection, evaluate-ner, link evaluate), nested
+    dicts flattened with dots: {"proj_per_type": {"DIS": {"f": 0.9}}} -> {"proj_per_type.DIS.f": 0.9}."""
+    flat: Dict[str, float] = {}
+    for key, value in scores.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flat_figures(value, name + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = value
+    return flat

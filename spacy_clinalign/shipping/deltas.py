@@ -19,7 +19,7 @@ from spacy_transformers.layers.transformer_model import TransformerModel
 from thinc.api import Config
 
 from ..encoders import DEFAULT_ENCODER, resolve_encoder
-from .cards import BASE_KEYS, read_card, write_card
+from .cards import BASE_KEYS, flat_figures, read_card, write_card
 from .checksums import SUMS_NAME, read_sums, sha256_file, data_files, verify_checksums
 
 DELTA_NAME = "delta.safetensors"
@@ -217,6 +217,33 @@ def update_checksums(root: Union[str, Path], part: str) -> Path:
     sums.update({name: sha256_file(path) for name, path in data_files(root, part).items()})
     sums_path.write_text("".join(f"{sums[name]}  {name}\n" for name in sorted(sums)), encoding="utf8")
     return sums_path
+
+
+def set_figures(part_dir: Union[str, Path], scores: Dict[str, Any], command: str) -> Dict[str, Any]:
+    """Replace a shipped part's card figures with `scores` (measured by `command`, from the pipeline built
+    from this very delta), re-render MODEL_CARD.md and update SHA256SUMS. The part is checked first, so
+    a changed delta is never re-blessed by new checksums."""
+    part_dir = Path(part_dir)
+    verify_checksums(part_dir.parent, part_dir.name)
+    card = read_card(part_dir)
+    figures = flat_figures(scores)
+    if not figures:
+        raise ValueError("no numeric scores to put on the card")
+    card["figures"] = {**figures, "command": command}
+    write_card(part_dir, card)
+    update_checksums(part_dir.parent, part_dir.name)
+    return card
+
+
+def git_commit(folder: Union[str, Path] = ".") -> Optional[str]:
+    """The checked-out commit of `folder`'s repository (None outside a repository or without git)."""
+    import subprocess
+
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(folder), capture_output=True, text=True)
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 # --- apply ---------------------------------------------------------------------------------------------

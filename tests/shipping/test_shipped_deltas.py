@@ -156,3 +156,15 @@ def test_the_shipped_weights_match_their_checksums():
         assert f"{part}/delta.safetensors" in files and f"{part}/card.json" in files
     size = sum((WEIGHTS_DIR / name).stat().st_size for name in files)
     assert size <= 30 * 2**20, f"shipped weights take {size / 2**20:.1f} MiB, above the 30 MiB budget"
+
+
+def test_set_figures_updates_the_card_and_its_checksums(weights, tmp_path):
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"proj_char_f": 0.91, "proj_per_type": {"DIS": {"f": 0.9}}, "n": "x"}))
+    main(["pipelines", "set-figures", str(weights / "es_en_aligner"), str(scores), "--command", "evaluate-projection X"])
+    card, _ = read_delta(weights / "es_en_aligner")  # checks SHA256SUMS again
+    assert card["figures"] == {"proj_char_f": 0.91, "proj_per_type.DIS.f": 0.9, "command": "evaluate-projection X"}
+    assert "Printed by `evaluate-projection X`" in (weights / "es_en_aligner" / "MODEL_CARD.md").read_text()
+    (weights / "es_en_aligner" / "heads.msgpack").write_bytes(b"\x80")  # a changed part is never re-blessed
+    with pytest.raises(SystemExit, match=r"heads\.msgpack does not match"):
+        main(["pipelines", "set-figures", str(weights / "es_en_aligner"), str(scores), "--command", "x"])
