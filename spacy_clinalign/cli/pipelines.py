@@ -44,8 +44,8 @@ def cmd_set_figures(args: argparse.Namespace) -> None:
         scores = json.loads(Path(args.scores).read_text(encoding="utf8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{args.scores} is not valid JSON ({err})") from None
-    card = set_figures(args.part, scores, args.command)
-    print(f"{args.part}: {len(card['figures']) - 1} figure(s) on the card; SHA256SUMS updated")
+    card = set_figures(args.part, scores, args.command, prefix=args.prefix)
+    print(f"{args.part}: {len(card['figures'])} figure(s) and command(s) on the card; SHA256SUMS updated")
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -102,6 +102,7 @@ def add_commands(sub) -> None:
     p.add_argument("part", help="part folder, e.g. spacy_clinalign/weights/es_en_aligner")
     p.add_argument("scores", help="the --output JSON of evaluate-projection / evaluate-ner / link evaluate")
     p.add_argument("--command", required=True, help="the exact command that printed the scores")
+    p.add_argument("--prefix", default="", help="name the figures PREFIX/NAME (e.g. dev20 for a 20-pair check)")
     p.set_defaults(func=cmd_set_figures)
 
     p = cmds.add_parser("build", help="materialise the shipped pipelines into OUT_DIR (spacy.load-able, offline)")

@@ -69,11 +69,12 @@ def render_card(card: Dict[str, Any]) -> str:
     figures = card.get("figures") or {}
     if figures:
         lines += ["", "## Figures", ""]
-        command = figures.get("command") if isinstance(figures, dict) else None
-        if command:
-            lines += [f"Printed by `{command}`.", ""]
+        commands = {k: v for k, v in figures.items() if k == "command" or k.endswith("/command")}
+        for key, command in sorted(commands.items()):
+            scope = f"`{key[:-len('/command')]}/...` figures" if "/" in key else "Figures"
+            lines += [f"{scope} printed by `{command}`.", ""]
         lines += ["| measure | value |", "| --- | --- |"]
-        lines += [f"| {key} | {_value(value)} |" for key, value in figures.items() if key != "command"]
+        lines += [f"| {key} | {_value(value)} |" for key, value in figures.items() if key not in commands]
     if card.get("sources"):
         lines += ["", "## Sources", ""]
         lines += [f"- {_value(source)}" for source in card["sources"]]

@@ -219,17 +219,22 @@ def update_checksums(root: Union[str, Path], part: str) -> Path:
     return sums_path
 
 
-def set_figures(part_dir: Union[str, Path], scores: Dict[str, Any], command: str) -> Dict[str, Any]:
-    """Replace a shipped part's card figures with `scores` (measured by `command`, from the pipeline built
-    from this very delta), re-render MODEL_CARD.md and update SHA256SUMS. The part is checked first, so
-    a changed delta is never re-blessed by new checksums."""
+def set_figures(part_dir: Union[str, Path], scores: Dict[str, Any], command: str, prefix: str = "") -> Dict[str, Any]:
+    """Put `scores` (measured by `command` on the pipeline built from this very delta) on a shipped part's
+    card as `{prefix}{name}` with `{prefix}command`, replacing the figures of that prefix (prefix "": the
+    figures without a "/" prefix); re-render MODEL_CARD.md and update SHA256SUMS. The part is checked
+    first, so a changed delta is never re-blessed by new checksums."""
     part_dir = Path(part_dir)
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
     verify_checksums(part_dir.parent, part_dir.name)
     card = read_card(part_dir)
     figures = flat_figures(scores)
     if not figures:
         raise ValueError("no numeric scores to put on the card")
-    card["figures"] = {**figures, "command": command}
+    kept = {k: v for k, v in (card.get("figures") or {}).items()
+            if not (k.startswith(prefix) if prefix else "/" not in k)}
+    card["figures"] = {**kept, **{prefix + k: v for k, v in figures.items()}, prefix + "command": command}
     write_card(part_dir, card)
     update_checksums(part_dir.parent, part_dir.name)
     return card

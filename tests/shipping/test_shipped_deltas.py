@@ -164,7 +164,12 @@ def test_set_figures_updates_the_card_and_its_checksums(weights, tmp_path):
     main(["pipelines", "set-figures", str(weights / "es_en_aligner"), str(scores), "--command", "evaluate-projection X"])
     card, _ = read_delta(weights / "es_en_aligner")  # checks SHA256SUMS again
     assert card["figures"] == {"proj_char_f": 0.91, "proj_per_type.DIS.f": 0.9, "command": "evaluate-projection X"}
-    assert "Printed by `evaluate-projection X`" in (weights / "es_en_aligner" / "MODEL_CARD.md").read_text()
+    main(["pipelines", "set-figures", str(weights / "es_en_aligner"), str(scores), "--command", "Y --limit 20",
+          "--prefix", "dev20"])
+    card, _ = read_delta(weights / "es_en_aligner")
+    assert card["figures"]["proj_char_f"] == 0.91 and card["figures"]["dev20/proj_char_f"] == 0.91
+    text = (weights / "es_en_aligner" / "MODEL_CARD.md").read_text()
+    assert "Figures printed by `evaluate-projection X`" in text and "`dev20/...` figures printed by `Y --limit 20`" in text
     (weights / "es_en_aligner" / "heads.msgpack").write_bytes(b"\x80")  # a changed part is never re-blessed
     with pytest.raises(SystemExit, match=r"heads\.msgpack does not match"):
         main(["pipelines", "set-figures", str(weights / "es_en_aligner"), str(scores), "--command", "x"])
