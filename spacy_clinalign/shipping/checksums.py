@@ -74,10 +74,11 @@ def verify_checksums(root: Union[str, Path], only: Optional[str] = None) -> Dict
     present = data_files(root, only)
     if only and not listed:
         raise ChecksumError(f"{sums_path} lists no file of {root / only}: its weights cannot be checked")
-    for name in sorted(set(listed) - set(present)):
-        raise ChecksumError(f"{root / name} is listed in {sums_path} but missing")
-    for name in sorted(set(present) - set(listed)):
-        raise ChecksumError(f"{root / name} is not listed in {sums_path}: an unexpected file next to the weights")
+    missing, unlisted = sorted(set(listed) - set(present)), sorted(set(present) - set(listed))
+    if missing:
+        raise ChecksumError(f"{root / missing[0]} is listed in {sums_path} but missing")
+    if unlisted:
+        raise ChecksumError(f"{root / unlisted[0]} is not listed in {sums_path}: an unexpected file next to the weights")
     for name in sorted(listed):
         got = sha256_file(present[name])
         if got != listed[name]:

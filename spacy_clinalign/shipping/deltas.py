@@ -9,8 +9,9 @@ layer count, or the numbers of its untouched tensors), or when a tensor's name o
 A delta holds the trained values themselves, so applying it twice gives the same encoder."""
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import srsly
 import torch
@@ -313,13 +314,8 @@ def read_heads(part_dir: Union[str, Path]) -> Dict[str, bytes]:
     return heads
 
 
-def with_temporary_encoder(base_encoder: Union[str, Path], part_dir: Union[str, Path]):
-    """Context manager: a temporary folder holding base + delta (removed afterwards)."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def manager():
-        with tempfile.TemporaryDirectory(prefix="clinalign-encoder-") as tmp:
-            yield materialize_encoder(base_encoder, part_dir, Path(tmp) / "encoder")
-
-    return manager()
+@contextmanager
+def with_temporary_encoder(base_encoder: Union[str, Path], part_dir: Union[str, Path]) -> Iterator[Path]:
+    """A temporary Hugging Face folder holding base + delta, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="clinalign-encoder-") as tmp:
+        yield materialize_encoder(base_encoder, part_dir, Path(tmp) / "encoder")
