@@ -173,10 +173,15 @@ def save_pipeline(nlp: Language, out_path: Path) -> Path:
 
 def build_pipelines(out_dir: Union[str, Path], only: Optional[Sequence[str]] = None, encoder: Optional[str] = None,
                     catalog: str = "icd10cm+cie10", synonyms: Sequence[str] = (), weights_dir: Path = WEIGHTS_DIR,
-                    progress: bool = True, log: Callable[[str], None] = print) -> Dict[str, Path]:
+                    progress: bool = True, log: Optional[Callable[[str], None]] = None) -> Dict[str, Path]:
     """Build each pipeline (or those in `only`) into `out_dir / NAME`; returns the ones built. A pipeline
-    whose part is not shipped is reported and skipped, unless it was asked for by name (then an error)."""
+    whose part is not shipped is reported and skipped, unless it was asked for by name (then an error).
+    Messages go to `log` (default: stdout, written around the progress bar)."""
     from tqdm import tqdm
+
+    if log is None:
+        def log(line: str) -> None:
+            tqdm.write(line, file=sys.stdout)
 
     names = list(only) if only else list(PIPELINES)
     unknown = [n for n in names if n not in PIPELINES]
