@@ -40,14 +40,10 @@ def child(case: str, args) -> None:
         tracemalloc.start(8)
     start = time.perf_counter()
     if case == "evaluate-projection":
-        from spacy_clinalign.cli import main
-
-        main(["evaluate-projection", args.encoder, str(DATA / "multiclinai" / "paired_es_en.dev.jsonl"),
+        run_command(["evaluate-projection", args.encoder, str(DATA / "multiclinai" / "paired_es_en.dev.jsonl"),
               "--limit", str(args.limit)])
     elif case == "train":
         from spacy.cli.train import train
-
-        from spacy_clinalign.cli import main
 
         work = Path(tempfile.mkdtemp(prefix="clinalign_mem_"))
         # The first --train-docs CodiEsp train documents (es) and their English translations, as train-aligner uses.
@@ -57,7 +53,7 @@ def child(case: str, args) -> None:
         for path in sorted((codiesp / "text_files").glob("*.txt"))[: args.train_docs]:
             (src / path.name).symlink_to(path)
             (tgt / path.name).symlink_to(codiesp / "text_files_en" / path.name)
-        main(["build-teacher", str(src), str(work / "teacher.spacy"), "--target", str(tgt), "--encoder", args.encoder])
+        run_command(["build-teacher", str(src), str(work / "teacher.spacy"), "--target", str(tgt), "--encoder", args.encoder])
         base = peak_rss_bytes()
         train(ROOT / "configs" / "aligner.cfg", work / "out", use_gpu=-1, overrides={
             "paths.train": str(work / "teacher.spacy"), "paths.dev": str(work / "teacher.spacy"),
@@ -72,6 +68,21 @@ def child(case: str, args) -> None:
         for stat in snapshot.statistics("lineno")[:12]:
             print(f"  {stat.size / 2**20:8.1f} MiB  {stat.traceback}", file=sys.stderr)
     print("PEAK " + json.dumps({"case": case, "peak_rss": peak_rss_bytes(), "secs": secs}))
+
+
+def run_command(argv) -> None:
+    """`python -m spacy_clinalign ARGV`, run as a program inside this process (so its peak is ours)."""
+    import runpy
+
+    saved = sys.argv
+    sys.argv = ["spacy_clinalign", *argv]
+    try:
+        runpy.run_module("spacy_clinalign", run_name="__main__")
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            raise
+    finally:
+        sys.argv = saved
 
 
 def peak_rss_bytes() -> int:
