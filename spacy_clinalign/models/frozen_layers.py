@@ -85,16 +85,13 @@ class FrozenLowerLayers:
         layers = transformer_layers(hf_model)
         frozen = [hf_model.embeddings, *layers[: self.n_layers]]
         last = frozen[-1]
-        originals = {id(module): module.forward for module in frozen}
 
         def run_frozen(module: torch.nn.Module) -> Callable:
-            forward = originals[id(module)]
+            forward = module.forward
 
             def call(*args, **kw):
                 if cached:  # skipped: only the last frozen layer's (cached) output is read
-                    if module is last:
-                        return (self._lookup(keys, mask, args[0]),)
-                    return args[0] if module is hf_model.embeddings else (args[0],)
+                    return (self._lookup(keys, mask, args[0]) if module is last else args[0],)
                 was_training = module.training
                 module.eval()
                 try:

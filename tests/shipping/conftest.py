@@ -21,6 +21,16 @@ ALIGNER_CARD = {"description": "test aligner", "version": "0.0.1", "figures": {"
                 "training": {"steps": 3, "command": "tests/shipping/conftest.py"}, "sources": ["tests"]}
 
 
+def train_and_save(nlp, examples, steps: int, out):
+    """Initialize, take `steps` updates at a high learning rate (so training visibly moves the weights), save."""
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 1e-2
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    nlp.to_disk(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def trained_aligner(tmp_path_factory, tiny_encoder):
     folder = tmp_path_factory.mktemp("trained_aligner")
@@ -32,12 +42,7 @@ def trained_aligner(tmp_path_factory, tiny_encoder):
     cfg["model"]["frozen_layers"] = 1
     nlp.add_pipe("clinical_aligner", config=cfg)
     examples = list(create_parallel_corpus_reader(folder / "teacher.spacy")(nlp))
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 1e-2
-    for _ in range(3):
-        nlp.update(examples, sgd=optimizer, drop=0.0)
-    nlp.to_disk(folder / "model")
-    return folder / "model"
+    return train_and_save(nlp, examples, 3, folder / "model")
 
 
 @pytest.fixture(scope="session")
@@ -51,13 +56,7 @@ def trained_ner(tmp_path_factory, tiny_encoder):
         "@architectures": "spacy-clinalign.CNNTagger.v1", "width": 32, "dropout": 0.0,
         "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "upstream": "*",
                     "pooling": {"@layers": "reduce_mean.v1"}}}})
-    examples = make_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 1e-2
-    for _ in range(10):
-        nlp.update(examples, sgd=optimizer, drop=0.0)
-    nlp.to_disk(folder / "model")
-    return folder / "model"
+    return train_and_save(nlp, make_examples(nlp), 10, folder / "model")
 
 
 @pytest.fixture(scope="session")
