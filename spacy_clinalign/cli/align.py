@@ -54,7 +54,8 @@ def cmd_evaluate_gold_sets(args: argparse.Namespace) -> None:
 
     nlp = load_aligner(args.model, layer=args.layer, gpu_id=args.gpu_id)
     nlp.get_pipe("clinical_aligner").cfg["store_matrix"] = True  # every method re-extracts from the scores
-    rows = evaluate_gold_sets(nlp, Path(args.data_dir), args.sets, args.methods, args.batch_size, args.limit)
+    rows = evaluate_gold_sets(nlp, Path(args.data_dir), args.sets, args.methods, args.batch_size, args.limit,
+                              skip_malformed=args.skip_malformed)
     print(format_rows(rows))
     if args.output:
         atomic_write_text(args.output, srsly.json_dumps(rows, indent=2) + "\n")
@@ -91,6 +92,8 @@ def add_commands(sub) -> None:
     p.add_argument("--layer", type=positive_int, default=None, help=LAYER_HELP)
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH)
     p.add_argument("--limit", type=non_negative_int, default=0, help="first N pairs of each set (0 = all)")
+    p.add_argument("--skip-malformed", action="store_true",
+                   help="leave out gold records whose links fall outside their pair (listed after the table) instead of stopping")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--output", help="also write the rows as JSON")
     p.set_defaults(func=cmd_evaluate_gold_sets)

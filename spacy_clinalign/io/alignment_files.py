@@ -86,30 +86,47 @@ def read_links(
     ]
 
 
-def read_binaryalign_jsonl(path: PathLike) -> Iterator[Tuple[List[str], List[str], List[Link]]]:
-    """Read binaryalign gold: {"src_words", "tgt_words", "alignment": [[src_j, tgt_i], ...]} (0-based, sure)."""
+def read_binaryalign_jsonl(
+    path: PathLike, skipped: Optional[List[AlignmentFormatError]] = None
+) -> Iterator[Tuple[List[str], List[str], List[Link]]]:
+    """Read binaryalign gold: {"src_words", "tgt_words", "alignment": [[src_j, tgt_i], ...]} (0-based, sure).
+
+    A malformed record raises, naming the file and line. Only when the caller passes a `skipped` list is it
+    left out instead, and its error appended there, so the caller can report every record it did not score
+    (binaryalign's en-ja valid split has 4 of 247 records with a link past the sentence's end)."""
     p = Path(path)
     for n, line in enumerate(_lines(p), start=1):
         if not line.strip():
             continue
         try:
-            obj = srsly.json_loads(line)
-            src, tgt = list(obj["src_words"]), list(obj["tgt_words"])
-            links = [(int(j), int(i), True) for j, i in obj["alignment"]]
-        except (ValueError, KeyError, TypeError) as err:
-            raise AlignmentFormatError(p, n, f"not a binaryalign record ({err})") from None
-        for j, i, _ in links:
-            if not (0 <= j < len(src) and 0 <= i < len(tgt)):
-                raise AlignmentFormatError(p, n, f"link {j}-{i} is outside the pair ({len(src)} x {len(tgt)})")
-        yield src, tgt, links
+            yield _binaryalign_record(p, n, line)
+        except AlignmentFormatError as err:
+            if skipped is None:
+                raise
+            skipped.append(err)
+
+
+def _binaryalign_record(p: Path, n: int, line: str) -> Tuple[List[str], List[str], List[Link]]:
+    try:
+        obj = srsly.json_loads(line)
+        src, tgt = list(obj["src_words"]), list(obj["tgt_words"])
+        links = [(int(j), int(i), True) for j, i in obj["alignment"]]
+    except (ValueError, KeyError, TypeError) as err:
+        raise AlignmentFormatError(p, n, f"not a binaryalign record ({err})") from None
+    for j, i, _ in links:
+        if not (0 <= j < len(src) and 0 <= i < len(tgt)):
+            raise AlignmentFormatError(p, n, f"link {j}-{i} is outside the pair ({len(src)} x {len(tgt)})")
+    return src, tgt, links
 
 
 def read_gold_set(
-    path: PathLike, gold_path: Optional[PathLike] = None, one_based: bool = True
+    path: PathLike, gold_path: Optional[PathLike] = None, one_based: bool = True,
+    skipped: Optional[List[AlignmentFormatError]] = None,
 ) -> List[Tuple[List[str], List[str], Optional[List[Link]]]]:
-    """One entry point for evaluation sets: a `.jsonl` binaryalign file, or a parallel file plus its gold."""
+    """One entry point for evaluation sets: a `.jsonl` binaryalign file, or a parallel file plus its gold.
+    `skipped`: collect malformed binaryalign records there instead of raising (see read_binaryalign_jsonl)."""
     if str(path).endswith(".jsonl"):
-        return list(read_binaryalign_jsonl(path))
+        return list(read_binaryalign_jsonl(path, skipped))
     pairs = read_parallel(path)
     if gold_path is None:
         return [(s, t, None) for s, t in pairs]

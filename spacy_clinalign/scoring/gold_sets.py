@@ -37,6 +37,7 @@ GOLD_SETS = {
         GoldSet("en-sv", "binaryalign/valid/en-sv/swedish.jsonl"),
         GoldSet("en-ro", "binaryalign/valid/en-ro/romanian.jsonl"),
         GoldSet("en-fr-hansards", "binaryalign/valid/en-fr/hansards.jsonl"),
+        GoldSet("en-ja", "binaryalign/valid/en-ja/kftt.jsonl"),
     ]
 }
 DEFAULT_SETS = ("en-fr", "ro-en", "en-es", "en-cs", "en-sv")
@@ -44,9 +45,11 @@ DEFAULT_SETS = ("en-fr", "ro-en", "en-es", "en-cs", "en-sv")
 
 def evaluate_gold_sets(
     nlp, data_dir: Path, sets: Sequence[str] = DEFAULT_SETS, methods: Sequence[str] = ("argmax", "itermax", "threshold"),
-    batch_size: int = 32, limit: int = 0,
+    batch_size: int = 32, limit: int = 0, skip_malformed: bool = False,
 ) -> List[Dict]:
-    """One row per (set, method): the set is encoded once and every method extracts from the same matrices."""
+    """One row per (set, method): the set is encoded once and every method extracts from the same matrices.
+    A malformed gold record stops the evaluation with its file and line, unless `skip_malformed`: then it is
+    left out, and each row says how many were (`skipped`) and names them (`skipped_records`)."""
     check_limit(limit, "evaluate_gold_sets")
     aligner = nlp.get_pipe("clinical_aligner")
     settings = {k: aligner.cfg[k] for k in ("threshold", "temperature", "sinkhorn_iterations")}
@@ -58,7 +61,8 @@ def evaluate_gold_sets(
             raise ValueError(f"unknown gold set {name!r}; known: {sorted(GOLD_SETS)}")
         spec = GOLD_SETS[name]
         gold_path = Path(data_dir) / spec.gold if spec.gold else None
-        data = read_gold_set(Path(data_dir) / spec.path, gold_path, spec.one_based)
+        skipped = [] if skip_malformed else None
+        data = read_gold_set(Path(data_dir) / spec.path, gold_path, spec.one_based, skipped=skipped)
         if limit:
             data = data[:limit]
         docs = align_word_pairs(nlp, [(s, t) for s, t, _ in data], batch_size=batch_size, progress=False)
@@ -69,23 +73,40 @@ def evaluate_gold_sets(
                 counts.add_gold(set(relink(doc, method, **settings).pairs()), gold)
             scores = counts.scores("")
             rows.append({"set": name, "method": method, "pairs": len(docs), **{k: 100 * v for k, v in scores.items()},
-                         "published": spec.published})
+                         "published": spec.published, "skipped": len(skipped or []),
+                         "skipped_records": [str(err) for err in skipped or []]})
     return rows
+
+
+def joined_document_members(data: Sequence, min_words: int, n_docs: int, repeat: int = 1) -> List[List[int]]:
+    """Which gold pairs (indices into `data`, cycled `repeat` times) make up each document of
+    `joined_documents`: consecutive pairs until both sides reach `min_words`. A document-level figure is
+    only comparable with the sentence-level figure of these same pairs, not of the whole set."""
+    members, current, n_src, n_tgt = [], [], 0, 0
+    for k in range(len(data) * repeat):
+        s, t, _ = data[k % len(data)]
+        current.append(k % len(data))
+        n_src, n_tgt = n_src + len(s), n_tgt + len(t)
+        if n_src >= min_words and n_tgt >= min_words:
+            members.append(current)
+            current, n_src, n_tgt = [], 0, 0
+            if len(members) == n_docs:
+                break
+    return members
 
 
 def joined_documents(data: Sequence, min_words: int, n_docs: int, repeat: int = 1) -> List:
     """Consecutive gold sentence pairs (and their links, shifted) joined until both sides reach `min_words`:
     documents with a known word alignment, for measuring document-level alignment. `repeat` cycles the
     set when it is too short for `n_docs` documents."""
-    docs, src, tgt, gold = [], [], [], []
-    for s, t, g in list(data) * repeat:
-        gold += [(j + len(src), i + len(tgt), sure) for j, i, sure in (g or [])]
-        src, tgt = src + list(s), tgt + list(t)
-        if len(src) >= min_words and len(tgt) >= min_words:
-            docs.append((src, tgt, gold))
-            src, tgt, gold = [], [], []
-            if len(docs) == n_docs:
-                break
+    docs = []
+    for indices in joined_document_members(data, min_words, n_docs, repeat):
+        src, tgt, gold = [], [], []
+        for k in indices:
+            s, t, g = data[k]
+            gold += [(j + len(src), i + len(tgt), sure) for j, i, sure in (g or [])]
+            src, tgt = src + list(s), tgt + list(t)
+        docs.append((src, tgt, gold))
     return docs
 
 
@@ -94,4 +115,8 @@ def format_rows(rows: List[Dict]) -> str:
     for r in rows:
         pub = ", ".join(f"{k} {v}" for k, v in r["published"].items()) if r["method"] == "argmax" else ""
         lines.append(f"{r['set']:<7} {r['method']:<10} {r['pairs']:>5} {r['aer']:>6.1f} {r['p']:>6.1f} {r['r']:>6.1f} {r['f']:>6.1f}   {pub}")
+    notes = {r["set"]: r["skipped_records"] for r in rows if r.get("skipped")}
+    for name, records in notes.items():
+        lines.append(f"{name}: {len(records)} malformed gold records left out (--skip-malformed):")
+        lines += [f"  {record}" for record in records]
     return "\n".join(lines)

@@ -91,3 +91,11 @@ def test_joined_documents_shift_the_gold_links():
     docs = joined_documents(data, min_words=3, n_docs=2)
     assert docs == [(["a", "b", "c"], ["x", "y", "z"], [(0, 1, True), (2, 2, False)])]
     assert len(joined_documents(data, min_words=3, n_docs=2, repeat=3)) == 2
+
+
+def test_joined_document_members_name_the_pairs_each_document_holds():
+    from spacy_clinalign.scoring.gold_sets import joined_document_members
+
+    data = [(["a", "b"], ["x", "y"], None), (["c"], ["z"], None), (["d", "e"], ["w"], None)]
+    assert joined_document_members(data, min_words=3, n_docs=2) == [[0, 1]]
+    assert joined_document_members(data, min_words=3, n_docs=2, repeat=3) == [[0, 1], [2, 0]]

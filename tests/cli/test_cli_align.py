@@ -72,3 +72,23 @@ def test_evaluate_gold_sets_prints_each_method(tmp_path, tiny_encoder, capsys):
     assert all(0 <= r["aer"] <= 100 for r in rows)
     with pytest.raises(SystemExit, match="unknown gold set"):
         main(["evaluate-gold-sets", str(tiny_encoder), str(data), "--sets", "xx-yy", "--layer", "2"])
+
+
+def test_evaluate_gold_sets_refuses_a_malformed_record_unless_asked_to_skip_it(tmp_path, tiny_encoder, capsys):
+    import json
+
+    folder = tmp_path / "alignment" / "binaryalign" / "valid" / "en-ja"
+    folder.mkdir(parents=True)
+    good = {"src_words": ["the", "house"], "tgt_words": ["la", "maison"], "alignment": [[0, 0], [1, 1]]}
+    bad = {"src_words": ["a"], "tgt_words": ["b"], "alignment": [[0, 3]]}
+    (folder / "kftt.jsonl").write_text("\n".join(json.dumps(r) for r in (good, bad, good)) + "\n", encoding="utf8")
+    args = ["evaluate-gold-sets", str(tiny_encoder), str(tmp_path / "alignment"), "--sets", "en-ja", "--layer", "2",
+            "--methods", "argmax"]
+    with pytest.raises(SystemExit, match=r"kftt\.jsonl:2: link 0-3 is outside the pair"):
+        main(args)
+    out = tmp_path / "rows.json"
+    main(args + ["--skip-malformed", "--output", str(out)])
+    printed = capsys.readouterr().out
+    assert "en-ja: 1 malformed gold records left out" in printed and "kftt.jsonl:2" in printed
+    (row,) = json.loads(out.read_text(encoding="utf8"))
+    assert row["pairs"] == 2 and row["skipped"] == 1
