@@ -40,7 +40,7 @@ start=$(date +%s)
 got=$(cd run && env -i PATH=/usr/bin:/bin HOME="$WORK/empty-home" XDG_CACHE_HOME="$WORK/empty-cache" \
       HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$WORK/venv/bin/python" -c "$SNIPPET" "$PACKAGE" 2>/dev/null)
 echo "load + align 2 pairs in the fresh venv: $(( $(date +%s) - start )) s"
-echo "encoder cache present: $(ls "$WORK/empty-cache" "$WORK/empty-home" | grep -c . || true) entries"
+echo "files in the fresh HOME and cache after loading (0: no encoder cache was read or written): $(find "$WORK/empty-cache" "$WORK/empty-home" -mindepth 1 | wc -l)"
 echo "built folder: $expected"
 echo "wheel:        $got"
 if [ "$expected" = "$got" ] && [ -n "$got" ]; then echo "same output: yes"; else echo "same output: NO"; exit 1; fi
