@@ -12,10 +12,13 @@ T = TypeVar("T")
 # close in length after sorting.
 DEFAULT_GROUP_SIZE = 16
 # Characters per encoder call. One call holds every window of its Docs at once (attention scores are
-# windows x heads x pieces^2 floats), so a batch of eight 1,400-token paragraphs on both sides reached GiBs
-# in one call; with this budget a call holds a few thousand characters (about a dozen sentence windows),
-# and a group of short sentences is still cut by DEFAULT_GROUP_SIZE first. A longer Doc is its own group.
-DEFAULT_GROUP_CHARS = 6000
+# windows x heads x pieces^2 floats, the feed-forward layer windows x pieces x 4 x width), so a batch of eight
+# 1,400-token paragraphs on both sides reached GiBs in one call. At 6,000 characters a MultiClinAI call held
+# up to 60 windows of 114 wordpieces and took 0.2 GiB above the live data for its activations; 3,000 halves
+# that, and the calls stay large enough (30 windows x 100+ wordpieces, thousands of rows per matrix product)
+# that CPU throughput does not drop. A group of short sentences is still cut by DEFAULT_GROUP_SIZE first; a
+# longer Doc is its own group.
+DEFAULT_GROUP_CHARS = 3000
 
 
 def length_groups(lengths: Sequence[int], group_size: int = DEFAULT_GROUP_SIZE,

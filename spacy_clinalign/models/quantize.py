@@ -22,6 +22,7 @@ from typing import Optional, Tuple
 import torch
 from thinc.api import Model
 
+from .heap import release_free_heap
 from .safe_shim import SafeHFShim
 
 QUANTIZE_MODES = ("none", "int8")
@@ -90,7 +91,9 @@ class Int8HFShim(SafeHFShim):
         """Forward pass through the int8 copy (always in eval mode), without gradients."""
         model = self._int8_model()
         with torch.no_grad():
-            return model(*inputs.args, **inputs.kwargs)
+            output = model(*inputs.args, **inputs.kwargs)
+        release_free_heap()  # as SafeHFShim.predict: the call's freed activations go back to the OS
+        return output
 
     def begin_update(self, inputs):
         raise QuantizedTrainingError(

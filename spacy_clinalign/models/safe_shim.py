@@ -34,7 +34,9 @@ from spacy_transformers.layers.transformer_model import TransformerModel
 from thinc.api import Model, get_torch_default_device
 
 from ..encoders import quiet_transformers, resolve_encoder
+from .finite_weights import check_finite, check_safetensors_finite, safetensors_files
 from .frozen_layers import FrozenLowerLayers
+from .heap import release_free_heap
 from .span_getters import bind_span_getter
 
 # Tokenizer keyword arguments a pipeline may carry: behaviour switches only, nothing that fetches or runs code.
@@ -155,14 +157,6 @@ def check_loading_info(missing: List[str], unexpected: List[str], where: str,
                          + "; ".join(parts) + ". The weights are corrupted or belong to another model.")
 
 
-def check_finite(transformer: torch.nn.Module, where: str) -> None:
-    """NaN or infinite weights give NaN vectors, matrices and links: refuse them at load."""
-    for name, tensor in transformer.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"spacy-clinalign: the encoder weight {name!r} contains NaN or infinite values "
-                             f"({where}); the weights are corrupted")
-
-
 class _ModeGate:
     """Lets any number of calls share the module in one mode (train or eval); a call that needs the
     other mode waits until the module is free, then switches it."""
@@ -218,7 +212,9 @@ class SafeHFShim(HFShim):
         """Forward pass in eval mode, without gradients; the module stays in eval mode afterwards."""
         with self._gate.use(self._model, training=False), torch.no_grad():
             with torch.autocast(device_type="cuda", enabled=self._mixed_precision):
-                return self._model(*inputs.args, **inputs.kwargs)
+                output = self._model(*inputs.args, **inputs.kwargs)
+        release_free_heap()  # the call's activations are freed: hand their pages back (models/heap.py)
+        return output
 
     def begin_update(self, inputs):
         with self._gate.use(self._model, training=True):
@@ -313,7 +309,13 @@ def load_local_encoder(name: str, tok_config: Dict[str, Any], trf_config: Dict[s
                        allow_missing=("pooler.",), allow_unexpected=True)
     if info.get("mismatched_keys"):
         raise ValueError(f"spacy-clinalign: weights in {where} have the wrong shapes: {info['mismatched_keys'][:3]}")
-    check_finite(transformer, where)
+    # Weights transformers memory-maps from .safetensors are checked in the file, so that the check does
+    # not make the whole embedding table resident (models/finite_weights.py).
+    files = safetensors_files(folder)
+    if files:
+        check_safetensors_finite(files, where)
+    else:
+        check_finite(transformer, where)
     transformer.eval()
     transformer.to(get_torch_default_device())
     return HFObjects(tokenizer, transformer, vocab_file_contents)

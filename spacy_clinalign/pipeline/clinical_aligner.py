@@ -22,6 +22,7 @@ from ..alignment.blockwise import estimate_pair_bytes
 from ..alignment.matrix import EXTRACTION_METHODS, PairScores, pair_scores
 from ..alignment.document_prior import document_band_rectangles
 from ..models import span_getters as _span_getters  # noqa: F401  (registers sentence_spans.v1)
+from ..models.heap import release_free_heap
 from ..models.length_buckets import predict_by_length
 from ..models.quantize import check_quantize, set_quantization
 from ..alignment.relink import alignment_from_scores
@@ -430,6 +431,8 @@ class ClinicalAligner(TrainablePipe):
         backprop(d_unique)
         if sgd is not None:
             self.finish_update(sgd)
+        del vectors, backprop, d_vectors, d_unique
+        release_free_heap()  # the step's activations and gradients are freed: hand their pages back (models/heap.py)
         losses[self.name] += loss
         return losses
 
