@@ -1,6 +1,6 @@
 """Which torch module a linker encoder runs for inference: its float32 model, or (`quantize = "int8"`, CPU
-only) an int8 copy of it (models/quantize.py: dynamically quantized nn.Linear, the residual projections
-kept in float32). The copy is made once per encoder and weights version and never saved: `save` writes the
+only) an int8 copy of it (models/quantize.py: dynamically quantized nn.Linear with smoothed inputs, the
+residual projections kept in float32). The copy is made once per encoder and weights version and never saved: `save` writes the
 float32 model, so pipelines stay loadable by any setting."""
 from typing import Any
 
@@ -17,6 +17,6 @@ def inference_model(encoder: Any):
     cached = encoder.__dict__.get("_int8")
     version = _weights_version(encoder.model)
     if cached is None or cached[0] != version:
-        cached = (version, int8_copy(encoder.model))
+        cached = (version, int8_copy(encoder.model, encoder.tokenizer))  # the tokenizer calibrates the smoothing
         encoder.__dict__["_int8"] = cached
     return cached[1]

@@ -152,3 +152,63 @@ def test_aligner_config_streams_its_training_corpus():
 
     cfg = Config().from_disk(Path(__file__).resolve().parents[2] / "configs" / "aligner.cfg", interpolate=False)
     assert cfg["training"]["max_epochs"] == -1
+
+
+def test_smoothed_linear_keeps_the_float_product():
+    """x / s through W * s is the same product: smoothing moves scale between input and weight, nothing else."""
+    from spacy_clinalign.models.quantize import SmoothedLinear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(6, 4)
+    scale = torch.rand(6) * 10 + 0.1
+    moved = torch.nn.Linear(6, 4)
+    with torch.no_grad():
+        moved.weight.copy_(linear.weight * scale)
+        moved.bias.copy_(linear.bias)
+    x = torch.randn(3, 5, 6)
+    torch.testing.assert_close(SmoothedLinear(moved, 1.0 / scale)(x), linear(x), rtol=1e-5, atol=1e-5)
+
+
+def _outlier_encoder(tiny_encoder):
+    """The tiny BERT with an outlier channel: the embeddings LayerNorm's gamma x 60 on channel 3 (the kind of
+    channel that per-tensor int8 activations clip, as in XLM-R / e5's LayerNorm outputs)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(str(tiny_encoder)).eval()
+    with torch.no_grad():
+        model.embeddings.LayerNorm.weight[3] *= 60
+    return model, AutoTokenizer.from_pretrained(str(tiny_encoder))
+
+
+def test_smoothing_reduces_int8_error_on_outlier_channels(tiny_encoder):
+    from spacy_clinalign.models.quantize import Int8Recipe, int8_copy
+
+    model, tokenizer = _outlier_encoder(tiny_encoder)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = tokenizer([t for pair in PAIRS for t in pair], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = model(**batch).last_hidden_state
+        errors = {}
+        for alpha in (None, 0.8):
+            copy = int8_copy(model, tokenizer, Int8Recipe(smooth_alpha=alpha))
+            assert _n_int8_linears(copy) > 0
+            errors[alpha] = float((copy(**batch).last_hidden_state - ref).abs().mean())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # float32 weights untouched
+    assert errors[0.8] < 0.7 * errors[None], errors
+
+
+def test_float_last_layers_stay_float32(tiny_encoder):
+    from spacy_clinalign.models.quantize import Int8Recipe, int8_copy
+
+    model, tokenizer = _outlier_encoder(tiny_encoder)
+    copy = int8_copy(model, tokenizer, Int8Recipe(smooth_alpha=0.8, float_last_layers=1))
+    last = copy.encoder.layer[-1]
+    assert _n_int8_linears(last) == 0 and _n_int8_linears(copy.encoder.layer[0]) > 0
+
+
+def test_smoothing_needs_the_tokenizer(tiny_encoder):
+    from spacy_clinalign.models.quantize import Int8Recipe, int8_copy
+
+    model, _ = _outlier_encoder(tiny_encoder)
+    with pytest.raises(ValueError, match="tokenizer"):
+        int8_copy(model, None, Int8Recipe(smooth_alpha=0.8))
