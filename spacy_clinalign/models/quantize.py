@@ -2,6 +2,11 @@
 
 torch's dynamic quantization (`torch.ao.quantization.quantize_dynamic` on `nn.Linear`) stores the linear
 layers' weights as int8 and quantizes activations on the fly; on CPU that is most of the encoder's time.
+It quantizes a linear's input with one scale for the whole call, so input channels with outlier values
+(LayerNorm outputs of XLM-R / e5 have a few) cost the other channels their precision, and a Doc's vectors
+depend on what else is in its call. The inputs of the quantized linears are therefore smoothed first
+(`Int8Recipe.smooth_alpha`, SmoothQuant): part of each channel's scale is moved into the weights, measured
+once on a fixed calibration sample, never on the documents being aligned.
 
 Why a separate copy rather than quantizing the encoder in place:
 - saving: the pipeline keeps saving the float32 weights, so a pipeline aligned in int8 is saved and loaded
