@@ -5,8 +5,9 @@
 
 MODEL is an aligner pipeline folder or an encoder folder. The aligner runs once over all pairs with
 `store_matrix`; with `--cache` the aligned Examples are pickled there and later runs only re-decode
-(the cache is keyed by nothing but its path: delete it when the model or data change). `--split` keeps
-the `tune` or `report` half (io/multiclinai.py); tune on `tune`, report on `report`. Prints one row per
+(the cache is keyed by nothing but its path: use one per model and split, delete it when the model or data
+change). `--split` aligns only the `tune` or `report` half (io/multiclinai.py); tune on `tune`, report on
+`report`. Prints one row per
 setting and the per-label table of the best (by strict F, then char F); `--errors` adds its error table.
 """
 import argparse
@@ -16,8 +17,9 @@ import sys
 from pathlib import Path
 
 
-def aligned_examples(model: str, data: str, layer: int, cache: str, limit: int = 0):
-    """All pairs aligned once (every split, in file order), from `cache` when it exists."""
+def aligned_examples(model: str, data: str, layer: int, cache: str, limit: int = 0, split=None):
+    """The pairs of `split` (None: every pair, in file order) aligned once, from `cache` when it exists.
+    A cache holds what it was written for: use one file per model and split."""
     from spacy_clinalign.io.multiclinai import read_multiclinai_examples
     from spacy_clinalign.pipelines import load_projection_pipeline
 
@@ -25,7 +27,7 @@ def aligned_examples(model: str, data: str, layer: int, cache: str, limit: int =
     if cache and Path(cache).exists():
         with open(cache, "rb") as f:
             return nlp, pickle.load(f)
-    examples = list(read_multiclinai_examples(nlp.vocab, data, limit=limit))
+    examples = list(read_multiclinai_examples(nlp.vocab, data, limit=limit, split=split))
     aligner = nlp.get_pipe("clinical_aligner")
     docs = [eg.predicted for eg in examples]
     for i in range(0, len(docs), 8):
@@ -39,7 +41,6 @@ def aligned_examples(model: str, data: str, layer: int, cache: str, limit: int =
 
 
 def main() -> None:
-    from spacy_clinalign.io.multiclinai import multiclinai_split
     from spacy_clinalign.scoring.projection_errors import classify_examples, format_error_counts
     from spacy_clinalign.scoring.spans import format_span_scores
 
@@ -63,8 +64,7 @@ def main() -> None:
     parser.add_argument("--errors", action="store_true", help="print the error-category table of each best setting")
     parser.add_argument("--limit", type=int, default=0)
     args = parser.parse_args()
-    nlp, examples = aligned_examples(args.model, args.data, args.layer, args.cache, args.limit)
-    examples = [eg for i, eg in enumerate(examples) if multiclinai_split(i) == args.split]
+    nlp, examples = aligned_examples(args.model, args.data, args.layer, args.cache, args.limit, args.split)
     projector = nlp.get_pipe("span_projector")
     for decoder in args.decoders:
         rows = []

@@ -72,6 +72,15 @@ def score_candidate(ev: SpanEvidence, a: int, b: int, source_len: int, beta: flo
     return f * float(numpy.exp(-length_prior * abs(numpy.log((b - a) / source_len)))), p, r
 
 
+def length_ratio_prior(length, source_length, length_prior: float):
+    """exp(-length_prior * |log(length / source_length)|): 1 when the candidate is as long as the source span.
+    In characters (rather than tokens) it does not punish the many-word renderings of one-word terms, e.g.
+    "valvulopatías" (1 token, 13 chars) -> "valvular heart disease" (3 tokens, 22 chars), or
+    "hemocultivos" -> "blood cultures": translations keep their length in characters far better than in
+    words (the length model of Gale & Church's sentence aligner)."""
+    return numpy.exp(-length_prior * numpy.abs(numpy.log(numpy.asarray(length, dtype="float64") / source_length)))
+
+
 def decode_candidates(
     ev: SpanEvidence,
     source_len: int,
@@ -84,15 +93,26 @@ def decode_candidates(
     skip: Optional[numpy.ndarray] = None,
     extra: Iterable[Tuple[int, int]] = (),
     max_spans: int = 1,
+    taken: Optional[numpy.ndarray] = None,
+    min_score: float = 0.0,
+    char_offsets: Optional[numpy.ndarray] = None,
+    source_chars: Optional[int] = None,
 ) -> List[DecodedSpan]:
     """The best non-overlapping candidates (at most `max_spans`, best first); [] when no target token is a
-    seed (row share >= threshold). If the edge rules leave no n-gram, they are dropped rather than the span."""
+    seed (row share >= threshold). If the edge rules leave no n-gram, they are dropped rather than the span.
+    `taken` marks target tokens no candidate may cover (already given to another source span); candidates
+    scoring below `min_score` are not kept. With `char_offsets` ((n, 2) start and end character of each
+    target token) and `source_chars` (the source span's length in characters), the length prior compares
+    character lengths instead of token counts (see `length_ratio_prior`)."""
     n = len(ev.share)
     seed = ev.share >= threshold
     if skip is not None:
         seed &= ~skip
+    if taken is not None:
+        seed &= ~taken
     if not seed.any():
         return []
+    taken_cum = numpy.concatenate([[0], numpy.cumsum(taken)]) if taken is not None else None
     seeds_before = numpy.concatenate([[0], numpy.cumsum(seed)])
     share_cum = numpy.concatenate([[0.0], numpy.cumsum(ev.share)])
     mass_cum = numpy.concatenate([[0], numpy.cumsum(ev.has_mass)])
@@ -106,6 +126,8 @@ def decode_candidates(
             a = starts[: n - length + 1]
             b = a + length
             ok = (seeds_before[b] - seeds_before[a] > 0) & ~no_edge[a] & ~no_edge[b - 1]
+            if taken_cum is not None:
+                ok &= taken_cum[b] == taken_cum[a]
             if strict:
                 if blocked_start is not None:
                     ok &= ~blocked_start[a]
@@ -119,19 +141,27 @@ def decode_candidates(
             r = recv_cum[b] - recv_cum[a]
             denom = beta ** 2 * p + r
             f = numpy.divide((1 + beta ** 2) * p * r, denom, out=numpy.zeros(len(a)), where=denom > 0)
-            prior = numpy.exp(-length_prior * numpy.abs(numpy.log(length / source_len)))
+            if char_offsets is not None and source_chars:
+                prior = length_ratio_prior(char_offsets[b - 1, 1] - char_offsets[a, 0], source_chars, length_prior)
+            else:
+                prior = length_ratio_prior(length, source_len, length_prior)
             out.extend(zip((f * prior).tolist(), a.tolist(), b.tolist()))
         return out
 
     scored = grams(strict=True) or grams(strict=False)
     for a, b in set(extra):
-        if 0 <= a < b <= n and seeds_before[b] - seeds_before[a] > 0:
-            scored.append((score_candidate(ev, a, b, source_len, beta, length_prior)[0], a, b))
+        if 0 <= a < b <= n and seeds_before[b] - seeds_before[a] > 0 and (taken_cum is None or taken_cum[b] == taken_cum[a]):
+            f = score_candidate(ev, a, b, source_len, beta, 0.0)[0]
+            if char_offsets is not None and source_chars:
+                prior = length_ratio_prior(char_offsets[b - 1, 1] - char_offsets[a, 0], source_chars, length_prior)
+            else:
+                prior = length_ratio_prior(b - a, source_len, length_prior)
+            scored.append((f * float(prior), a, b))
     # best first; ties: shorter, then leftmost
     scored.sort(key=lambda x: (-x[0], x[2] - x[1], x[1]))
     chosen: List[DecodedSpan] = []
     for score, a, b in scored:
-        if len(chosen) >= max_spans:
+        if len(chosen) >= max_spans or score < min_score:
             break
         if all(b <= c.start or a >= c.end for c in chosen):
             chosen.append(DecodedSpan(a, b, float(score)))
