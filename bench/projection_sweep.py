@@ -12,6 +12,7 @@ setting and the per-label table of the best (by strict F, then char F); `--error
 """
 import argparse
 import itertools
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -59,13 +60,25 @@ def main() -> None:
     parser.add_argument("--max-lengths", type=int, nargs="+", default=[10])
     parser.add_argument("--source-lang", default="es")
     parser.add_argument("--target-lang", default="en")
-    parser.add_argument("--length-priors", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--length-priors", type=float, nargs="+", default=[0.25])
     parser.add_argument("--betas", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="other span_projector settings for every row, VALUE as JSON (e.g. exclusive=false "
+                             "directions=target_to_source min_score=0)")
     parser.add_argument("--errors", action="store_true", help="print the error-category table of each best setting")
     parser.add_argument("--limit", type=int, default=0)
     args = parser.parse_args()
     nlp, examples = aligned_examples(args.model, args.data, args.layer, args.cache, args.limit, args.split)
     projector = nlp.get_pipe("span_projector")
+    fixed = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in projector.cfg:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(projector.cfg)}")
+        try:
+            fixed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fixed[key] = value  # a bare string, e.g. directions=target_to_source
     for decoder in args.decoders:
         rows = []
         cand = decoder == "candidates"
@@ -75,7 +88,7 @@ def main() -> None:
         for threshold, temperature, gap, sym, prior, beta, max_length in grid:
             setting = dict(decoder=decoder, threshold=threshold, temperature=temperature, max_gap=gap,
                            symmetrize=None if sym == "none" else sym, source_lang=args.source_lang,
-                           target_lang=args.target_lang)
+                           target_lang=args.target_lang, **fixed)
             if cand:
                 setting.update(length_prior=prior, beta=beta, max_length=max_length)
             projector.cfg.update(setting)

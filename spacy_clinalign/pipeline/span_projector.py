@@ -9,7 +9,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import filter_spans
 
-from ..alignment.candidates import blocked_edges, decode_candidates, is_punct_text, span_evidence
+from ..alignment.candidates import SpanEvidence, blocked_edges, decode_candidates, is_punct_text, span_evidence
 from ..alignment.matrix import softmax
 from ..alignment.projection import DecodedSpan, decode_span, row_stochastic
 from ..alignment.symmetrize import SYMMETRIZATIONS, directional_links, symmetrize
@@ -35,12 +35,12 @@ from ..pairs import register_extensions, spans_of
         "symmetrize": None,
         "max_length": 10,
         "beta": 1.0,
-        "length_prior": 0.5,
+        "length_prior": 0.25,
         "max_spans": 1,
-        "recall_weights": "rows",
-        "exclusive": False,
-        "min_score": 0.0,
-        "length_unit": "tokens",
+        "directions": "both",
+        "exclusive": True,
+        "min_score": 0.4,
+        "length_unit": "chars",
         "source_lang": None,
         "target_lang": None,
         "scorer": {"@scorers": "spacy-clinalign.projection_scorer.v1"},
@@ -52,7 +52,7 @@ def make_span_projector(
     nlp: Language, name: str, source_spans_key: Optional[str], output_key: str, threshold: float, max_gap: int,
     temperature: float, support_spans_key: Optional[str], support_same_label: bool, support_label_map: Dict[str, str],
     support_mode: str, set_ents: bool, decoder: str, symmetrize: Optional[str], max_length: int, beta: float,
-    length_prior: float, max_spans: int, recall_weights: str, exclusive: bool, min_score: float, length_unit: str,
+    length_prior: float, max_spans: int, directions: str, exclusive: bool, min_score: float, length_unit: str,
     source_lang: Optional[str], target_lang: Optional[str], scorer: Optional[Callable],
 ) -> "SpanProjector":
     return SpanProjector(
@@ -60,7 +60,7 @@ def make_span_projector(
         max_gap=max_gap, temperature=temperature, support_spans_key=support_spans_key,
         support_same_label=support_same_label, support_label_map=support_label_map, support_mode=support_mode,
         set_ents=set_ents, decoder=decoder, symmetrize=symmetrize, max_length=max_length, beta=beta,
-        length_prior=length_prior, max_spans=max_spans, recall_weights=recall_weights, exclusive=exclusive,
+        length_prior=length_prior, max_spans=max_spans, directions=directions, exclusive=exclusive,
         min_score=min_score, length_unit=length_unit, source_lang=source_lang, target_lang=target_lang, scorer=scorer,
     )
 
@@ -97,8 +97,8 @@ class SpanProjector(Pipe):
         support_spans_key: Optional[str] = None, support_same_label: bool = True,
         support_label_map: Optional[Dict[str, str]] = None, support_mode: str = "bridge", set_ents: bool = False,
         decoder: str = "candidates", symmetrize: Optional[str] = None, max_length: int = 10, beta: float = 1.0,
-        length_prior: float = 0.5, max_spans: int = 1, recall_weights: str = "rows", exclusive: bool = False,
-        min_score: float = 0.0, length_unit: str = "tokens", source_lang: Optional[str] = None, target_lang: Optional[str] = None,
+        length_prior: float = 0.25, max_spans: int = 1, directions: str = "both", exclusive: bool = True,
+        min_score: float = 0.4, length_unit: str = "chars", source_lang: Optional[str] = None, target_lang: Optional[str] = None,
         scorer: Optional[Callable] = None,
     ):
         if not 0.0 < threshold <= 1.0:
@@ -117,8 +117,8 @@ class SpanProjector(Pipe):
             raise ValueError(f"{name}: max_length and max_spans must be >= 1, got {max_length} and {max_spans}")
         if beta <= 0 or length_prior < 0:
             raise ValueError(f"{name}: beta must be > 0 and length_prior >= 0, got {beta} and {length_prior}")
-        if recall_weights not in RECALL_WEIGHTS:
-            raise ValueError(f"{name}: recall_weights must be one of {RECALL_WEIGHTS}, got {recall_weights!r}")
+        if directions not in DIRECTIONS:
+            raise ValueError(f"{name}: directions must be one of {DIRECTIONS}, got {directions!r}")
         if length_unit not in LENGTH_UNITS:
             raise ValueError(f"{name}: length_unit must be one of {LENGTH_UNITS}, got {length_unit!r}")
         if not 0.0 <= min_score <= 1.0:
@@ -133,7 +133,7 @@ class SpanProjector(Pipe):
             "support_same_label": support_same_label, "support_label_map": dict(support_label_map or {}),
             "support_mode": support_mode, "set_ents": set_ents, "decoder": decoder, "symmetrize": symmetrize,
             "max_length": max_length, "beta": beta, "length_prior": length_prior, "max_spans": max_spans,
-            "recall_weights": recall_weights, "exclusive": exclusive, "min_score": min_score, "length_unit": length_unit, "source_lang": source_lang, "target_lang": target_lang,
+            "directions": directions, "exclusive": exclusive, "min_score": min_score, "length_unit": length_unit, "source_lang": source_lang, "target_lang": target_lang,
         }
 
     def source_spans(self, source: Doc) -> List[Span]:
@@ -172,9 +172,9 @@ class SpanProjector(Pipe):
         candidates = self.cfg["decoder"] == "candidates"
         src_spans = self.source_spans(source)
         decoded: Dict[int, List[DecodedSpan]] = {}
-        evidence: Dict[int, object] = {}
+        evidence: Dict[int, SpanEvidence] = {}
+        reasons: Dict[int, str] = {}
         if weights is not None:
-            rows, received = weights
             blocked = blocked_edges(doc, self.cfg["target_lang"])
             punct = numpy.array([t.is_punct or is_punct_text(t.text) for t in doc], dtype=bool)
             src_blocked = blocked_edges(source, self.cfg["source_lang"])
@@ -183,7 +183,7 @@ class SpanProjector(Pipe):
             chars = self.cfg["length_unit"] == "chars"
             offsets = numpy.array([(t.idx, t.idx + len(t)) for t in doc], dtype="int64").reshape(-1, 2) if chars else None
 
-            def decode(k: int, taken: Optional[numpy.ndarray] = None) -> List[DecodedSpan]:
+            def decode(k: int, taken: Optional[numpy.ndarray] = None, min_score: Optional[float] = None) -> List[DecodedSpan]:
                 src_span = src_spans[k]
                 ev = evidence[k]
                 support = self._support(doc, src_span.label_)
@@ -194,7 +194,7 @@ class SpanProjector(Pipe):
                         blocked_start=None if src_blocked[src_span.start] else blocked,
                         blocked_end=None if src_blocked[src_span.end - 1] else blocked,
                         skip=skip, extra=chunks + ([] if support is None else _runs(support)),
-                        max_spans=self.cfg["max_spans"], taken=taken, min_score=self.cfg["min_score"],
+                        max_spans=self.cfg["max_spans"], taken=taken, min_score=self.cfg["min_score"] if min_score is None else min_score,
                         char_offsets=offsets, source_chars=len(src_span.text) if chars else None,
                     )
                 found = decode_span(ev.share, self.cfg["threshold"], self.cfg["max_gap"], support, skip,
@@ -203,10 +203,12 @@ class SpanProjector(Pipe):
                 return [found] if found is not None else []
 
             for k, src_span in enumerate(src_spans):
-                evidence[k] = span_evidence(rows, received, src_span.start, src_span.end)
+                evidence[k] = span_evidence(weights, weights, src_span.start, src_span.end)
                 decoded[k] = decode(k)
+                if not decoded[k] and candidates and self.cfg["min_score"] > 0 and decode(k, min_score=0.0):
+                    reasons[k] = "low_score"
             if candidates and self.cfg["exclusive"]:
-                self._make_exclusive(src_spans, decoded, decode, len(doc))
+                reasons.update(self._make_exclusive(src_spans, decoded, decode, len(doc)))
         projected: List[Span] = []
         unprojected: List[Dict] = []
         for k, src_span in enumerate(src_spans):
@@ -217,7 +219,7 @@ class SpanProjector(Pipe):
                 share = evidence[k].share
                 best = int(share.argmax())
                 unprojected.append({"span": src_span, "best_score": float(share[best]), "best_token": best,
-                                    "reason": "no_aligned_target"})
+                                    "reason": reasons.get(k, "no_aligned_target")})
                 continue
             for found in decoded[k]:
                 span = Span(doc, found.start, found.end, label=src_span.label_, kb_id=src_span.kb_id_)
@@ -237,41 +239,39 @@ class SpanProjector(Pipe):
             doc.ents = kept
         return doc
 
-    def _weights(self, doc: Doc, source: Doc, alignment, skip: numpy.ndarray):
-        """(rows, received), both (n_target, n_source): `rows` is what each target token says (the soft
-        target-to-source rows, or the symmetrised argmax links of both directions, whitespace never linked);
-        `received` is where the source tokens' mass lands, for the candidates' recall: the same rows, or with
-        `recall_weights` "columns" the source-to-target direction (each source token's softmax over the target
-        tokens), so a candidate's recall says how much of the source span chose it, not how much of its own
-        row mass it kept."""
+    def _weights(self, doc: Doc, source: Doc, alignment, skip: numpy.ndarray) -> numpy.ndarray:
+        """The (n_target, n_source) weights the decoders read: the soft target-to-source rows, or the
+        symmetrised argmax links of both directions (whitespace tokens never linked). With `directions`
+        "both" (soft rows, candidate decoder) the mean of the rows and the source-to-target columns (each
+        source token's softmax over the target tokens): a soft symmetrisation, like averaging the two
+        directions' posteriors (Liang et al. 2006). A target word whose row goes to another copy of its
+        translation (a second "cardiaca" in the paragraph) is still chosen by the source word's column.
+        The longest-run decoder keeps the rows: its threshold was tuned on them, and on the tune half the
+        mean lowered its strict F (bench/RESULTS.md)."""
         logits = alignment.scores().dot()
-        if self.cfg["symmetrize"] is None:
-            rows = row_stochastic(logits, self.cfg["temperature"])
-        else:
+        if self.cfg["symmetrize"] is not None:
             t2s, s2t = directional_links(logits, self.cfg["temperature"])
             links = symmetrize(t2s, s2t, self.cfg["symmetrize"])
             links[skip] = False
             links[:, [t.i for t in source if t.is_space]] = False
-            rows = links.astype("float32")
-        if self.cfg["recall_weights"] == "rows":
-            return rows, rows
+            return links.astype("float32")
+        rows = row_stochastic(logits, self.cfg["temperature"])
+        if self.cfg["directions"] == "target_to_source" or self.cfg["decoder"] != "candidates":
+            return rows
         masked = numpy.where(skip[:, None], -numpy.inf, logits / self.cfg["temperature"])
-        cols = softmax(masked, axis=0).astype("float32")
-        if self.cfg["recall_weights"] == "average":
-            both = (rows + cols) / 2
-            return both, both
-        if self.cfg["recall_weights"] == "max":
-            both = numpy.maximum(rows, cols)
-            return both, both
-        return rows, cols
+        return (rows + softmax(masked, axis=0).astype("float32")) / 2
 
-    def _make_exclusive(self, src_spans: List[Span], decoded: Dict[int, List[DecodedSpan]], decode, n: int) -> None:
+    def _make_exclusive(self, src_spans: List[Span], decoded: Dict[int, List[DecodedSpan]], decode,
+                        n: int) -> Dict[int, str]:
         """`exclusive`: two source spans of one label that do not overlap each other never take the same
-        target token (in the gold, same-label spans never overlap; a repeated term, e.g. "fiebre" twice,
-        otherwise sends both mentions to the first translation). The most confident projections keep their
-        tokens; a later one that collides re-decodes without the taken tokens (and may end unprojected)."""
+        target token. In the gold, same-label spans never overlap, but a repeated term (two mentions of
+        "insuficiencia mitral") or an abbreviation after its long form ("bloqueo de rama izquierda (BRIHH)")
+        otherwise sends both source spans to one target phrase. The most confident projections keep their
+        tokens; a later one that collides re-decodes without them. Returns {index: "target_taken"} for the
+        source spans left with no candidate."""
         order = sorted(decoded, key=lambda k: -max((d.score for d in decoded[k]), default=0.0))
         kept: List[int] = []
+        reasons: Dict[int, str] = {}
         for k in order:
             if not decoded[k]:
                 continue
@@ -284,7 +284,11 @@ class SpanProjector(Pipe):
                         taken[d.start:d.end] = True
             if any(taken[d.start:d.end].any() for d in decoded[k]):
                 decoded[k] = decode(k, taken)
+                if not decoded[k]:
+                    reasons[k] = "target_taken"
+                    continue
             kept.append(k)
+        return reasons
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, float]:
         kwargs.setdefault("spans_key", self.cfg["output_key"])
@@ -303,7 +307,7 @@ def _copy_span_extensions(source_span: Span, target_span: Span) -> None:
 
 
 DECODERS = ("longest_run", "candidates")
-RECALL_WEIGHTS = ("rows", "columns", "average", "max")
+DIRECTIONS = ("target_to_source", "both")
 LENGTH_UNITS = ("tokens", "chars")
 
 
