@@ -80,15 +80,22 @@ class SpanProjector(Pipe):
 
     `decoder` "candidates" (alignment/candidates.py) instead scores target n-grams of up to `max_length`
     tokens (and support spans, and noun chunks when the target is parsed) by an F-measure (`beta`) of the
-    two alignment directions times a length-ratio prior (`length_prior`), and keeps the best `max_spans`
-    non-overlapping ones. Neither decoder lets a span start or end on punctuation (the candidate decoder:
-    nor on a function word of `target_lang`, default the Doc's `is_stop`) unless the source span does (its
-    edges are judged with `source_lang`). `symmetrize` (None: the soft target-to-source rows; or
-    "intersection", "union", "grow_diag_final") first turns both directions' argmax links into one link set.
-    Defaults: the candidate decoder with threshold 0.1, temperature 2.0, length_prior 0.5, beta 1, the best
-    setting of bench/projection_sweep.py on the `tune` half of the MultiClinAI es-en dev pairs with the
-    untrained e5 aligner (strict F 0.760 vs 0.650 for the longest run at its old defaults; bench/RESULTS.md).
-    The longest-run settings (threshold 0.1, temperature 2.0, one gap) were tuned with the distilled aligner.
+    two alignment directions times a length-ratio prior (`length_prior`, on character lengths with
+    `length_unit` "chars", else token counts), and keeps the best `max_spans` non-overlapping ones scoring at
+    least `min_score` (else the source span goes to `doc._.unprojected` with reason "low_score"). With
+    `directions` "both" it reads the mean of the target-to-source rows and the source-to-target columns;
+    with `exclusive`, source spans of one label that do not overlap never share a target token (the loser
+    re-decodes without it, or is unprojected with reason "target_taken"). Neither decoder lets a span start
+    or end on punctuation (the candidate decoder: nor on a function word of `target_lang`, default the Doc's
+    `is_stop`) unless the source span does (its edges are judged with `source_lang`). `symmetrize` (None: the
+    soft rows; or "intersection", "union", "grow_diag_final") first turns both directions' argmax links into
+    one link set.
+    Defaults: the candidate decoder with threshold 0.1, temperature 2.0, beta 1, directions "both",
+    exclusive, length_unit "chars", length_prior 0.25, min_score 0.4: the best setting of
+    bench/projection_sweep.py on the `tune` half of the MultiClinAI es-en dev pairs with both the untrained
+    e5 and the distilled aligner (untrained: strict F 0.830 / char F 0.921 vs 0.789 / 0.913 for the previous
+    candidate defaults; bench/RESULTS.md). The longest-run settings (threshold 0.1, temperature 2.0, one
+    gap) were tuned with the distilled aligner; that decoder always reads the target-to-source rows.
     """
 
     def __init__(

@@ -146,3 +146,82 @@ def test_bad_decoder_settings_are_refused():
                       ({"max_length": 0}, "max_length"), ({"beta": 0.0}, "beta")):
         with pytest.raises(ValueError, match=word):
             spacy.blank("en").add_pipe("span_projector", config=cfg)
+
+
+def test_both_directions_recover_a_word_whose_row_goes_to_another_copy_of_its_translation():
+    # "heart"'s own row prefers the second "cardiaca" (outside the span), but the span's "cardiaca" column
+    # chooses "heart": the rows alone drop it, the mean of both directions keeps it
+    src = ["insuficiencia", "cardiaca", "x", "cardiaca"]
+    tgt = ["heart", "failure", "y", "z"]
+    logits = numpy.array([[0.0, 2.0, 0.0, 6.0],
+                          [6.0, 0.0, 0.0, 0.0],
+                          [0.0, 0.0, 5.0, 0.0],
+                          [0.0, 0.0, 0.0, 8.0]])
+    for directions, expected in (("target_to_source", ["failure"]), ("both", ["heart failure"])):
+        nlp = spacy.blank("en")
+        projector = _projector(nlp, directions=directions, exclusive=False, min_score=0.0)
+        doc = projector(_pair(nlp, src, tgt, logits, [(0, 2, "DIS")]))
+        assert [s.text for s in doc.spans["projected"]] == expected, directions
+
+
+def test_exclusive_sends_a_repeated_term_to_its_own_translation():
+    # both "fiebre" rows and columns prefer the first "fever"; exclusive gives the weaker one the second
+    src = ["fiebre", "y", "fiebre"]
+    tgt = ["fever", "and", "fever"]
+    logits = numpy.array([[5.0, 0.0, 5.0], [0.0, 5.0, 0.0], [3.0, 0.0, 3.0]])
+    spans = [(0, 1, "SYM"), (2, 3, "SYM")]
+    nlp = spacy.blank("en")
+    doc = _projector(nlp, exclusive=False, min_score=0.0)(_pair(nlp, src, tgt, logits, spans))
+    assert [(s.start, s.end) for s in doc.spans["projected"]] == [(0, 1), (0, 1)]
+    nlp = spacy.blank("en")
+    doc = _projector(nlp, exclusive=True, min_score=0.0)(_pair(nlp, src, tgt, logits, spans))
+    assert sorted((s.start, s.end) for s in doc.spans["projected"]) == [(0, 1), (2, 3)]
+    # nested source spans of one label may still share target tokens; another label is never blocked
+    nlp = spacy.blank("en")
+    doc = _projector(nlp, exclusive=True, min_score=0.0)(
+        _pair(nlp, src, tgt, logits, [(0, 1, "SYM"), (0, 3, "SYM"), (2, 3, "DIS")]))
+    assert len(doc.spans["projected"]) == 3 and not doc._.unprojected
+
+
+def test_exclusive_leaves_a_source_span_with_only_taken_targets_unprojected_with_its_reason():
+    src = ["fiebre", "y", "fiebre"]
+    tgt = ["fever", "and"]
+    logits = numpy.array([[5.0, 0.0, 4.0], [0.0, 5.0, 0.0]])
+    nlp = spacy.blank("en")
+    doc = _projector(nlp, exclusive=True)(_pair(nlp, src, tgt, logits, [(0, 1, "SYM"), (2, 3, "SYM")]))
+    assert [(s.text, s._.source_span.start) for s in doc.spans["projected"]] == [("fever", 0)]
+    (miss,) = doc._.unprojected
+    assert miss["span"].start == 2 and miss["reason"] == "target_taken"
+
+
+def test_min_score_leaves_a_weak_projection_unprojected_with_its_reason():
+    src = ["dolor", "x"]
+    tgt = ["pain", "y", "z"]
+    logits = numpy.array([[1.0, 0.8], [0.0, 3.0], [0.0, 3.0]])  # "pain" barely prefers "dolor"
+    nlp = spacy.blank("en")
+    doc = _projector(nlp, min_score=0.0)(_pair(nlp, src, tgt, logits, [(0, 1, "SYM")]))
+    (span,) = doc.spans["projected"]
+    assert span.text == "pain" and span._.score < 0.9
+    nlp = spacy.blank("en")
+    doc = _projector(nlp, min_score=0.9)(_pair(nlp, src, tgt, logits, [(0, 1, "SYM")]))
+    assert not doc.spans["projected"]
+    (miss,) = doc._.unprojected
+    assert miss["reason"] == "low_score"
+
+
+def test_character_length_prior_keeps_the_many_word_rendering_of_a_one_word_term():
+    # "hemocultivos" (1 token, 12 characters) -> "blood cultures" (2 tokens, 14 characters)
+    ev = SpanEvidence(numpy.array([0.9, 0.9]), numpy.ones(2, dtype=bool), numpy.array([0.5, 0.5]))
+    (by_tokens,) = decode_candidates(ev, source_len=1, threshold=0.1, length_prior=1.5)
+    assert (by_tokens.start, by_tokens.end) == (0, 1)
+    offsets = numpy.array([[0, 5], [6, 14]])
+    (by_chars,) = decode_candidates(ev, source_len=1, threshold=0.1, length_prior=1.5, char_offsets=offsets,
+                                    source_chars=12)
+    assert (by_chars.start, by_chars.end) == (0, 2)
+
+
+def test_new_decoder_settings_are_checked():
+    for cfg, word in (({"directions": "sideways"}, "directions"), ({"length_unit": "words"}, "length_unit"),
+                      ({"min_score": 1.5}, "min_score")):
+        with pytest.raises(ValueError, match=word):
+            spacy.blank("en").add_pipe("span_projector", config=cfg)
