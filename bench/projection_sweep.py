@@ -3,12 +3,12 @@
     python bench/projection_sweep.py MODEL ../shared/data/multiclinai/paired_es_en.dev.jsonl \
         --split tune --cache /tmp/aligned_e5.pkl [--layer 8] [--decoders longest_run candidates]
 
-MODEL is an aligner pipeline folder or an encoder folder. The aligner runs once over all pairs with
-`store_matrix`; with `--cache` the aligned Examples are pickled there and later runs only re-decode
-(the cache is keyed by nothing but its path: use one per model and split, delete it when the model or data
-change). `--split` aligns only the `tune` or `report` half (io/multiclinai.py); tune on `tune`, report on
-`report`. Prints one row per
-setting and the per-label table of the best (by strict F, then char F); `--errors` adds its error table.
+MODEL is an aligner pipeline folder or an encoder folder. The aligner runs once over the pairs of `--split`
+(the `tune` or `report` half, io/multiclinai.py; tune on `tune`, report on `report`) with `store_matrix`;
+with `--cache` the aligned Examples are pickled there and later runs only re-decode (the cache is keyed by
+nothing but its path: use one per model and split, delete it when the model or data change). `--set KEY=VALUE`
+fixes any other span_projector setting for every row. Prints one row per setting and the per-label table of
+the best (by strict F, then char F); `--errors` adds its error table.
 """
 import argparse
 import itertools

@@ -7,7 +7,8 @@ each row's share inside S is what the token "says") and R (columns: source token
 token's mass lands):
 - precision p(C) = mean over C's tokens that carry any mass of their row share inside S;
 - recall r(C) = R[C, S].sum() / R[:, S].sum(), the share of the source span's mass that C receives;
-- score = F_beta(p, r) * exp(-length_prior * |log(len(C) / len(S))|).
+- score = F_beta(p, r) * exp(-length_prior * |log(len(C) / len(S))|), lengths in tokens or characters.
+span_projector passes P = R = the row softmax, or the mean of the row and the column softmax (both directions).
 Candidates are n-grams of up to `max_length` tokens that hold at least one seed token (row share >=
 `threshold`) and do not start or end on a blocked token (punctuation, function word, whitespace) unless
 the source span starts / ends on one, plus any extra spans given (NER support, noun chunks).
