@@ -38,7 +38,8 @@ def cmd_train_bi_encoder(args: argparse.Namespace) -> None:
     pairs += catalog_training_pairs(catalog, limit=args.catalog_pairs, seed=args.seed)
     print(f"{len(pairs)} training pairs ({skipped} mention codes not in the catalogue skipped)")
     stats = train_bi_encoder(args.encoder, args.output, pairs, catalog, epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, max_steps=args.max_steps, device=args.device, seed=args.seed)
+                             lr=args.lr, max_steps=args.max_steps, device=args.device, seed=args.seed,
+                             train_layers=args.train_layers)
     print(srsly.json_dumps(stats))
 
 
@@ -152,6 +153,8 @@ def add_commands(sub) -> None:
     p.add_argument("--max-steps", type=positive_int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-layers", type=positive_int, default=None,
+                   help="train only the top N encoder layers (embeddings and lower layers frozen; default: all)")
     p.set_defaults(func=cmd_train_bi_encoder)
 
     p = cmds.add_parser("train-cross-encoder", help="listwise reranker from a pipeline's bi-encoder")

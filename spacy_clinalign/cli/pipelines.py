@@ -90,7 +90,8 @@ def add_commands(sub) -> None:
     cmds = group.add_subparsers(dest="pipelines_command", required=True)
 
     p = cmds.add_parser("make-delta", help="ship a trained pipeline as an fp16 delta over its base encoder")
-    p.add_argument("trained", help="trained spaCy pipeline folder (e.g. training/aligner/model-best)")
+    p.add_argument("trained", help="trained spaCy pipeline folder (e.g. training/aligner/model-best), or a "
+                   "Hugging Face encoder folder (the linker's bi-encoder from `link train-bi-encoder`)")
     p.add_argument("--base", default="clinalign-e5-small", help="the base encoder it was trained from")
     p.add_argument("--out", required=True, help="part folder, e.g. spacy_clinalign/weights/es_en_aligner")
     p.add_argument("--card-json", default=None, help="JSON with the card's fields: description, training "

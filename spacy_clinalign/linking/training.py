@@ -85,7 +85,7 @@ def _optimiser(model, plan: List, max_steps: Optional[int], lr: float, warmup: f
 
     if max_steps is not None:
         plan = plan[:max_steps]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(len(plan) * warmup), max(1, len(plan)))
     return plan, optimizer, scheduler
 
@@ -96,7 +96,7 @@ def _step(loss, model, optimizer, scheduler) -> float:
 
     optimizer.zero_grad()
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
     optimizer.step()
     scheduler.step()
     return float(loss.detach())
@@ -112,8 +112,11 @@ def train_bi_encoder(model_path: Union[str, Path], out_dir: Union[str, Path], pa
                      catalog: Catalog, *, epochs: int = 1, batch_size: int = 32, lr: float = 2e-5,
                      warmup: float = 0.1, max_length: int = 64, max_steps: Optional[int] = None,
                      query_prefix: str = "query: ", passage_prefix: str = "passage: ", device: Optional[str] = None,
-                     seed: int = 0, progress: bool = True) -> Dict[str, float]:
-    """Fine-tune a local encoder folder with MultipleNegativesRankingLoss; save it to `out_dir`."""
+                     seed: int = 0, progress: bool = True, train_layers: Optional[int] = None) -> Dict[str, float]:
+    """Fine-tune a local encoder folder with MultipleNegativesRankingLoss; save it to `out_dir`.
+
+    `train_layers=N` trains only the top N transformer layers (embeddings, lower layers and pooler stay
+    frozen): cheaper steps on a CPU, and a shippable fp16 delta of N layers instead of the whole encoder."""
     import torch
     st = require("sentence_transformers")
     SentenceTransformer, losses, models = st.SentenceTransformer, st.losses, st.models
@@ -130,6 +133,7 @@ def train_bi_encoder(model_path: Union[str, Path], out_dir: Union[str, Path], pa
                                          model_args={"local_files_only": True}, tokenizer_args={"local_files_only": True})
     pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
     model = SentenceTransformer(modules=[transformer, pooling], device=str(dev))
+    trained = freeze_below_top_layers(transformer.auto_model, train_layers)
     loss_fn = losses.MultipleNegativesRankingLoss(model)
     plan = [b for _ in range(epochs) for b in _batches_without_repeated_codes(pairs, batch_size, rng)]
     plan, optimizer, scheduler = _optimiser(model, plan, max_steps, lr, warmup)
@@ -148,7 +152,25 @@ def train_bi_encoder(model_path: Union[str, Path], out_dir: Union[str, Path], pa
     out_dir.mkdir(parents=True, exist_ok=True)
     transformer.auto_model.save_pretrained(str(out_dir))
     transformer.tokenizer.save_pretrained(str(out_dir))
-    return _loss_summary(losses_seen)
+    return {**_loss_summary(losses_seen), "trained_parameters": trained}
+
+
+def freeze_below_top_layers(model, train_layers: Optional[int]) -> int:
+    """Leave only the top `train_layers` encoder layers trainable (None: everything); returns the number
+    of trainable parameters. Frozen parameters get no gradient, so AdamW never touches them."""
+    if train_layers is not None:
+        layers = getattr(getattr(model, "encoder", None), "layer", None)
+        if layers is None:
+            raise ValueError(f"--train-layers: {type(model).__name__} has no encoder.layer list to freeze below")
+        if isinstance(train_layers, bool) or not isinstance(train_layers, int) or not 1 <= train_layers <= len(layers):
+            raise ValueError(f"--train-layers must be an integer from 1 to {len(layers)} (the encoder's layer "
+                             f"count), got {train_layers!r}")
+        for param in model.parameters():
+            param.requires_grad_(False)
+        for layer in layers[len(layers) - train_layers:]:
+            for param in layer.parameters():
+                param.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def hard_negative_groups(pairs: Sequence[Pair], linker: CodeLinker, n_negatives: int = 9, n_siblings: int = 4,

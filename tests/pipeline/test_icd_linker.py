@@ -188,3 +188,23 @@ def test_training_both_encoders_on_the_tiny_catalogue(link_encoder, tmp_path):
     doc = nlp(make_doc(nlp))
     assert [e.kb_id_ for e in doc.ents] == GOLD
     assert all(0.0 <= c["score"] <= 1.0 for e in doc.ents for c in e._.icd_candidates)
+
+
+def test_train_layers_trains_only_the_top_layers(link_encoder, tmp_path):
+    """--train-layers 1: the embeddings and layer 0 come out bit-identical, the top layer moved."""
+    from spacy_clinalign.shipping.deltas import load_base_encoder
+
+    pairs = [(m, c) for m, c in zip(MENTIONS, GOLD)] + [("litiasis renal", "N20.0"), ("derrame pleural", "J90")]
+    stats = train_bi_encoder(link_encoder, tmp_path / "bi", pairs * 4, catalog(), batch_size=6, lr=1e-2,
+                             progress=False, train_layers=1, **NO_PREFIX)
+    base = load_base_encoder(link_encoder).transformer.state_dict()
+    trained = load_base_encoder(tmp_path / "bi").transformer.state_dict()
+    names = [n for n, t in base.items() if t.is_floating_point()]
+    top = [n for n in names if n.startswith("encoder.layer.1.")]
+    frozen = [n for n in names if n not in top]
+    assert top and any(n.startswith("embeddings.") for n in frozen) and any(n.startswith("encoder.layer.0.") for n in frozen)
+    assert all(base[n].equal(trained[n]) for n in frozen)
+    assert all(not base[n].equal(trained[n]) for n in top if n.endswith(".weight"))
+    assert stats["trained_parameters"] == sum(base[n].numel() for n in top)
+    with pytest.raises(ValueError, match=r"--train-layers must be an integer from 1 to 2 .* got 3"):
+        train_bi_encoder(link_encoder, tmp_path / "bad", pairs, catalog(), train_layers=3, progress=False)
