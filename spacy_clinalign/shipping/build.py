@@ -153,7 +153,8 @@ def linker_pipeline(part_dir: Path, base_encoder: Path, catalog: str, synonyms: 
                             "catalog": catalog, "synonyms": list(synonyms), "codes": len(linker.linker.catalog),
                             "figures": card.get("figures", {}) if same_index else
                             f"the card's figures were measured on catalogue {measured.get('catalog')!r} without "
-                            "synonyms; this build indexes another catalogue, so they do not apply"},
+                            f"synonyms; this build indexes {catalog!r} with {len(synonyms)} synonym file(s), so "
+                            "they do not apply"},
     })
     return nlp
 
