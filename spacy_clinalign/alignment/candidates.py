@@ -70,7 +70,7 @@ def score_candidate(ev: SpanEvidence, a: int, b: int, source_len: int, beta: flo
     p = float(ev.share[a:b].sum() / n_mass) if n_mass else 0.0
     r = float(ev.received[a:b].sum())
     f = (1 + beta ** 2) * p * r / (beta ** 2 * p + r) if p + r > 0 else 0.0
-    return f * float(numpy.exp(-length_prior * abs(numpy.log((b - a) / source_len)))), p, r
+    return f * float(length_ratio_prior(b - a, source_len, length_prior)), p, r
 
 
 def length_ratio_prior(length, source_length, length_prior: float):
@@ -120,6 +120,12 @@ def decode_candidates(
     recv_cum = numpy.concatenate([[0.0], numpy.cumsum(ev.received)])
     no_edge = skip if skip is not None else numpy.zeros(n, dtype=bool)
 
+    def prior(a, b):
+        """The length-ratio prior of candidates [a, b) (arrays or ints): in characters when offsets are given."""
+        if char_offsets is not None and source_chars:
+            return length_ratio_prior(char_offsets[b - 1, 1] - char_offsets[a, 0], source_chars, length_prior)
+        return length_ratio_prior(b - a, source_len, length_prior)
+
     def grams(strict: bool) -> List[Tuple[float, int, int]]:
         out = []
         starts = numpy.arange(n)
@@ -142,22 +148,13 @@ def decode_candidates(
             r = recv_cum[b] - recv_cum[a]
             denom = beta ** 2 * p + r
             f = numpy.divide((1 + beta ** 2) * p * r, denom, out=numpy.zeros(len(a)), where=denom > 0)
-            if char_offsets is not None and source_chars:
-                prior = length_ratio_prior(char_offsets[b - 1, 1] - char_offsets[a, 0], source_chars, length_prior)
-            else:
-                prior = length_ratio_prior(length, source_len, length_prior)
-            out.extend(zip((f * prior).tolist(), a.tolist(), b.tolist()))
+            out.extend(zip((f * prior(a, b)).tolist(), a.tolist(), b.tolist()))
         return out
 
     scored = grams(strict=True) or grams(strict=False)
     for a, b in set(extra):
         if 0 <= a < b <= n and seeds_before[b] - seeds_before[a] > 0 and (taken_cum is None or taken_cum[b] == taken_cum[a]):
-            f = score_candidate(ev, a, b, source_len, beta, 0.0)[0]
-            if char_offsets is not None and source_chars:
-                prior = length_ratio_prior(char_offsets[b - 1, 1] - char_offsets[a, 0], source_chars, length_prior)
-            else:
-                prior = length_ratio_prior(b - a, source_len, length_prior)
-            scored.append((f * float(prior), a, b))
+            scored.append((score_candidate(ev, a, b, source_len, beta, 0.0)[0] * float(prior(a, b)), a, b))
     # best first; ties: shorter, then leftmost
     scored.sort(key=lambda x: (-x[0], x[2] - x[1], x[1]))
     chosen: List[DecodedSpan] = []

@@ -8,7 +8,6 @@ the catalogue index (BM25 + dense) is built here with it, as the index is too la
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -22,7 +21,7 @@ from ..encoders import DEFAULT_ENCODER, check_encoder_folder, default_encoder_di
 from ..weights import WEIGHTS_DIR
 from .cards import read_card
 from .checksums import iter_parts, part_digest
-from .deltas import CONFIG_NAME, find_encoder, materialize_encoder, read_heads, with_temporary_encoder
+from .deltas import CONFIG_NAME, find_encoder, read_heads, with_temporary_encoder
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 LINKER_SOURCES = [
@@ -93,6 +92,12 @@ def _numeric(figures: Dict) -> Dict[str, float]:
     return {k: v for k, v in (figures or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def _part_meta(card: Dict, part_dir: Path) -> Dict:
+    """What meta says of the shipped part a pipeline was built from."""
+    return {"part": card["name"], "weights_sha256": part_digest(part_dir.parent, part_dir.name),
+            "base": card["base"].get("name"), "training": card.get("training", {})}
+
+
 def pipeline_from_part(part_dir: Path, base_encoder: Path, spec: Optional[PipelineSpec] = None) -> Language:
     """The part's pipeline in memory: its config, base + delta as the encoder, its components' bytes."""
     card = read_card(part_dir)
@@ -121,9 +126,7 @@ def pipeline_from_part(part_dir: Path, base_encoder: Path, spec: Optional[Pipeli
         "author": "spacy-clinalign", "license": "MIT",
         "sources": card.get("sources", []),
         "performance": _numeric(card.get("figures")),
-        "spacy_clinalign": {"part": card["name"], "weights_sha256": part_digest(part_dir.parent, part_dir.name),
-                            "base": card["base"].get("name"), "training": card.get("training", {}),
-                            "figures": card.get("figures", {})},
+        "spacy_clinalign": {**_part_meta(card, part_dir), "figures": card.get("figures", {})},
     })
     return nlp
 
@@ -137,8 +140,7 @@ def linker_pipeline(part_dir: Path, base_encoder: Path, catalog: str, synonyms: 
     card = read_card(part_dir)
     nlp = spacy.blank(card.get("lang") or "es")
     linker = nlp.add_pipe("icd_linker", config={"channels": "hybrid"})
-    with tempfile.TemporaryDirectory(prefix="clinalign-linker-") as tmp:
-        folder = materialize_encoder(base_encoder, part_dir, Path(tmp) / "encoder")  # checks sums and base
+    with with_temporary_encoder(base_encoder, part_dir) as folder:  # checks SHA256SUMS and the base first
         linker.initialize(catalog=catalog, bi_encoder=str(folder), synonyms=synonyms, progress=progress)
     measured = card.get("index") or {"catalog": LINKER_DEFAULT_CATALOG, "synonyms": []}
     same_index = catalog == measured.get("catalog") and not synonyms and not measured.get("synonyms")
@@ -148,9 +150,7 @@ def linker_pipeline(part_dir: Path, base_encoder: Path, catalog: str, synonyms: 
         "sources": LINKER_SOURCES + list(card.get("sources", [])) + [f"catalogue: {catalog}"]
         + [f"synonyms: {s}" for s in synonyms],
         "performance": _numeric(card.get("figures")) if same_index else {},
-        "spacy_clinalign": {"part": card["name"], "weights_sha256": part_digest(part_dir.parent, part_dir.name),
-                            "base": card["base"].get("name"), "training": card.get("training", {}),
-                            "catalog": catalog, "synonyms": list(synonyms), "codes": len(linker.linker.catalog),
+        "spacy_clinalign": {**_part_meta(card, part_dir), "catalog": catalog, "synonyms": list(synonyms), "codes": len(linker.linker.catalog),
                             "figures": card.get("figures", {}) if same_index else
                             f"the card's figures were measured on catalogue {measured.get('catalog')!r} without "
                             f"synonyms; this build indexes {catalog!r} with {len(synonyms)} synonym file(s), so "
