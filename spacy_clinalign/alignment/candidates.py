@@ -29,15 +29,20 @@ def is_punct_text(text: str) -> bool:
     return bool(text) and all(ch in _PUNCT for ch in text)
 
 
+def stop_words(lang: Optional[str]) -> frozenset:
+    """spaCy's stop words of `lang` (empty for None)."""
+    if lang is None:
+        return frozenset()
+    from spacy.util import get_lang_class
+
+    return frozenset(get_lang_class(lang).Defaults.stop_words)
+
+
 def blocked_edges(doc: Doc, lang: Optional[str] = None) -> numpy.ndarray:
     """Tokens a span should not start or end on: whitespace, punctuation and function words. Function
     words are spaCy's stop words of `lang` (e.g. "en"; default: the Doc's own `is_stop`), matched on the
     lowercased text without attached punctuation ("and," counts as "and"); only lexical attributes."""
-    stops = None
-    if lang is not None:
-        from spacy.util import get_lang_class
-
-        stops = get_lang_class(lang).Defaults.stop_words
+    stops = stop_words(lang) if lang is not None else None
     out = numpy.zeros(len(doc), dtype=bool)
     for token in doc:
         bare = token.text.strip("".join(_PUNCT)).lower()
@@ -98,13 +103,15 @@ def decode_candidates(
     min_score: float = 0.0,
     char_offsets: Optional[numpy.ndarray] = None,
     source_chars: Optional[int] = None,
+    barriers: Optional[numpy.ndarray] = None,
 ) -> List[DecodedSpan]:
     """The best non-overlapping candidates (at most `max_spans`, best first); [] when no target token is a
     seed (row share >= threshold). If the edge rules leave no n-gram, they are dropped rather than the span.
     `taken` marks target tokens no candidate may cover (already given to another source span); candidates
     scoring below `min_score` are not kept. With `char_offsets` ((n, 2) start and end character of each
     target token) and `source_chars` (the source span's length in characters), the length prior compares
-    character lengths instead of token counts (see `length_ratio_prior`)."""
+    character lengths instead of token counts (see `length_ratio_prior`). `barriers` marks tokens a
+    candidate may end on but not run past (a header's colon); like the edge rules, dropped if nothing is left."""
     n = len(ev.share)
     seed = ev.share >= threshold
     if skip is not None:
@@ -119,6 +126,7 @@ def decode_candidates(
     mass_cum = numpy.concatenate([[0], numpy.cumsum(ev.has_mass)])
     recv_cum = numpy.concatenate([[0.0], numpy.cumsum(ev.received)])
     no_edge = skip if skip is not None else numpy.zeros(n, dtype=bool)
+    barrier_cum = numpy.concatenate([[0], numpy.cumsum(barriers)]) if barriers is not None else None
 
     def prior(a, b):
         """The length-ratio prior of candidates [a, b) (arrays or ints): in characters when offsets are given."""
@@ -136,6 +144,8 @@ def decode_candidates(
             if taken_cum is not None:
                 ok &= taken_cum[b] == taken_cum[a]
             if strict:
+                if barrier_cum is not None:
+                    ok &= barrier_cum[b - 1] == barrier_cum[a]
                 if blocked_start is not None:
                     ok &= ~blocked_start[a]
                 if blocked_end is not None:

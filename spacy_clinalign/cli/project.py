@@ -28,7 +28,7 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
         label_map = dict(item.split("=", 1) for item in args.ner_label_map)
         add_ner_support(args.ner, [eg.predicted for eg in examples], batch_size=args.batch_size)
         nlp.get_pipe("span_projector").cfg.update(support_spans_key="ner", support_label_map=label_map)
-    scores = evaluate_in_place(nlp, examples, batch_size=args.batch_size)
+    scores = evaluate_in_place(nlp, examples, batch_size=args.batch_size, keep_matrices=False)
     print(format_span_scores(scores))
     if args.errors:
         from ..io.multiclinai import multiclinai_split

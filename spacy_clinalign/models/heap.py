@@ -16,6 +16,10 @@ import ctypes
 import ctypes.util
 from typing import Callable, Optional
 
+import torch
+
+from .mapped_pages import release_input_embeddings
+
 _trim: Optional[Callable[[int], int]] = None
 _looked_up = False
 
@@ -44,3 +48,11 @@ def release_free_heap() -> bool:
     (it walks the free lists, no live block moves). True if some memory was released."""
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+def release_after_call(model: Optional[torch.nn.Module] = None) -> None:
+    """What an inference call leaves behind, handed back: the freed heap, and the pages of `model`'s
+    memory-mapped embedding table that the call read (models/mapped_pages.py)."""
+    release_free_heap()
+    if model is not None:
+        release_input_embeddings(model)

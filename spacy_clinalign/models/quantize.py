@@ -29,7 +29,7 @@ import torch
 from thinc.api import Model
 
 from ..encoders.tiny import TINY_CORPUS
-from .heap import release_free_heap
+from .heap import release_after_call
 from .safe_shim import SafeHFShim
 
 QUANTIZE_MODES = ("none", "int8")
@@ -194,7 +194,7 @@ class Int8HFShim(SafeHFShim):
         model = self._int8_model()
         with torch.no_grad():
             output = model(*inputs.args, **inputs.kwargs)
-        release_free_heap()  # as SafeHFShim.predict: the call's freed activations go back to the OS
+        release_after_call(model)  # as SafeHFShim.predict (the int8 copy shares the float32 embedding table)
         return output
 
     def begin_update(self, inputs):

@@ -36,7 +36,7 @@ from thinc.api import Model, get_torch_default_device
 from ..encoders import quiet_transformers, resolve_encoder
 from .finite_weights import check_finite, check_safetensors_finite, safetensors_files
 from .frozen_layers import FrozenLowerLayers
-from .heap import release_free_heap
+from .heap import release_after_call
 from .span_getters import bind_span_getter
 
 # Tokenizer keyword arguments a pipeline may carry: behaviour switches only, nothing that fetches or runs code.
@@ -213,7 +213,7 @@ class SafeHFShim(HFShim):
         with self._gate.use(self._model, training=False), torch.no_grad():
             with torch.autocast(device_type="cuda", enabled=self._mixed_precision):
                 output = self._model(*inputs.args, **inputs.kwargs)
-        release_free_heap()  # the call's activations are freed: hand their pages back (models/heap.py)
+        release_after_call(self._model)  # freed activations and the embedding rows read go back (models/heap.py)
         return output
 
     def begin_update(self, inputs):

@@ -9,7 +9,9 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import filter_spans
 
-from ..alignment.candidates import SpanEvidence, blocked_edges, decode_candidates, is_punct_text, span_evidence
+from ..alignment.candidates import (SpanEvidence, blocked_edges, decode_candidates, is_punct_text, span_evidence,
+                                    stop_words)
+from ..alignment.noun_phrases import modifier_ends
 from ..alignment.matrix import softmax
 from ..alignment.projection import DecodedSpan, decode_span, row_stochastic
 from ..alignment.symmetrize import SYMMETRIZATIONS, directional_links, symmetrize
@@ -43,6 +45,7 @@ from ..pairs import register_extensions, spans_of
         "length_unit": "chars",
         "source_lang": None,
         "target_lang": None,
+        "keep_head_nouns": True,
         "scorer": {"@scorers": "spacy-clinalign.projection_scorer.v1"},
     },
     default_score_weights={"proj_char_f": 1.0, "proj_strict_f": 0.0, "proj_char_p": None, "proj_char_r": None,
@@ -53,7 +56,7 @@ def make_span_projector(
     temperature: float, support_spans_key: Optional[str], support_same_label: bool, support_label_map: Dict[str, str],
     support_mode: str, set_ents: bool, decoder: str, symmetrize: Optional[str], max_length: int, beta: float,
     length_prior: float, max_spans: int, directions: str, exclusive: bool, min_score: float, length_unit: str,
-    source_lang: Optional[str], target_lang: Optional[str], scorer: Optional[Callable],
+    source_lang: Optional[str], target_lang: Optional[str], keep_head_nouns: bool, scorer: Optional[Callable],
 ) -> "SpanProjector":
     return SpanProjector(
         nlp.vocab, name, source_spans_key=source_spans_key, output_key=output_key, threshold=threshold,
@@ -61,7 +64,8 @@ def make_span_projector(
         support_same_label=support_same_label, support_label_map=support_label_map, support_mode=support_mode,
         set_ents=set_ents, decoder=decoder, symmetrize=symmetrize, max_length=max_length, beta=beta,
         length_prior=length_prior, max_spans=max_spans, directions=directions, exclusive=exclusive,
-        min_score=min_score, length_unit=length_unit, source_lang=source_lang, target_lang=target_lang, scorer=scorer,
+        min_score=min_score, length_unit=length_unit, source_lang=source_lang, target_lang=target_lang,
+        keep_head_nouns=keep_head_nouns, scorer=scorer,
     )
 
 
@@ -87,7 +91,9 @@ class SpanProjector(Pipe):
     with `exclusive`, source spans of one label that do not overlap never share a target token (the loser
     re-decodes without it, or is unprojected with reason "target_taken"). Neither decoder lets a span start
     or end on punctuation (the candidate decoder: nor on a function word of `target_lang`, default the Doc's
-    `is_stop`) unless the source span does (its edges are judged with `source_lang`). `symmetrize` (None: the
+    `is_stop`) unless the source span does (its edges are judged with `source_lang`). With `keep_head_nouns`
+    and a `target_lang` that puts adjectives before the noun (English), a candidate does not end on such a
+    modifier when a word follows it (alignment/noun_phrases.py). `symmetrize` (None: the
     soft rows; or "intersection", "union", "grow_diag_final") first turns both directions' argmax links into
     one link set.
     Defaults: the candidate decoder with threshold 0.1, temperature 2.0, beta 1, directions "both",
@@ -106,7 +112,7 @@ class SpanProjector(Pipe):
         decoder: str = "candidates", symmetrize: Optional[str] = None, max_length: int = 10, beta: float = 1.0,
         length_prior: float = 0.25, max_spans: int = 1, directions: str = "both", exclusive: bool = True,
         min_score: float = 0.4, length_unit: str = "chars", source_lang: Optional[str] = None, target_lang: Optional[str] = None,
-        scorer: Optional[Callable] = None,
+        keep_head_nouns: bool = True, scorer: Optional[Callable] = None,
     ):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"{name}: threshold must be in (0, 1], got {threshold}")
@@ -141,6 +147,7 @@ class SpanProjector(Pipe):
             "support_mode": support_mode, "set_ents": set_ents, "decoder": decoder, "symmetrize": symmetrize,
             "max_length": max_length, "beta": beta, "length_prior": length_prior, "max_spans": max_spans,
             "directions": directions, "exclusive": exclusive, "min_score": min_score, "length_unit": length_unit, "source_lang": source_lang, "target_lang": target_lang,
+            "keep_head_nouns": keep_head_nouns,
         }
 
     def source_spans(self, source: Doc) -> List[Span]:
@@ -183,6 +190,11 @@ class SpanProjector(Pipe):
         reasons: Dict[int, str] = {}
         if weights is not None:
             blocked = blocked_edges(doc, self.cfg["target_lang"])
+            # a candidate may not end on a prenominal modifier a word follows ("bilateral pleural [effusion]")
+            modifiers = (modifier_ends(doc, self.cfg["target_lang"], stop_words(self.cfg["target_lang"]))
+                         if candidates and self.cfg["keep_head_nouns"] else numpy.zeros(len(doc), dtype=bool))
+            colons = numpy.array([_ends_clause(t.text) for t in doc], dtype=bool)
+            src_colons = numpy.array([_ends_clause(t.text) for t in source], dtype=bool)
             punct = numpy.array([t.is_punct or is_punct_text(t.text) for t in doc], dtype=bool)
             src_blocked = blocked_edges(source, self.cfg["source_lang"])
             src_punct = [t.is_punct or is_punct_text(t.text) for t in source]
@@ -199,10 +211,13 @@ class SpanProjector(Pipe):
                         ev, len(src_span), self.cfg["threshold"], self.cfg["max_length"], self.cfg["beta"],
                         self.cfg["length_prior"],
                         blocked_start=None if src_blocked[src_span.start] else blocked,
-                        blocked_end=None if src_blocked[src_span.end - 1] else blocked,
+                        blocked_end=modifiers if src_blocked[src_span.end - 1] else blocked | modifiers,
                         skip=skip, extra=chunks + ([] if support is None else _runs(support)),
                         max_spans=self.cfg["max_spans"], taken=taken, min_score=self.cfg["min_score"] if min_score is None else min_score,
                         char_offsets=offsets, source_chars=len(src_span.text) if chars else None,
+                        # a span does not run past a header's colon ("Chest X-ray: [decubitus study]") unless
+                        # the source span does ("Intervenciones quirúrgicas: cataratas")
+                        barriers=None if src_colons[src_span.start:src_span.end - 1].any() else colons,
                     )
                 found = decode_span(ev.share, self.cfg["threshold"], self.cfg["max_gap"], support, skip,
                                     self.cfg["support_mode"])
@@ -338,6 +353,11 @@ def _runs(mask: numpy.ndarray) -> List:
             out.append((start, i))
             start = None
     return out
+
+
+def _ends_clause(text: str) -> bool:
+    """A token that closes a header or clause: "X-ray:", ":", "tests;"."""
+    return text.endswith((":", ";"))
 
 
 def _noun_chunks(doc: Doc) -> List:

@@ -10,7 +10,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import spacy
 from spacy.language import Language
@@ -42,14 +42,16 @@ class PipelineSpec:
     name: str
     part: Optional[str]           # the shipped part it is built from (None: built from the base alone)
     description: str
-    extra_pipes: List[str] = field(default_factory=list)
+    # components added after the part's own, with their config (a projector must know its languages: the
+    # candidate decoder's function words and head-noun rule are the target language's)
+    extra_pipes: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
 PIPELINES: Dict[str, PipelineSpec] = {
     "es_en_clinical_aligner": PipelineSpec(
         "es_en_clinical_aligner", "es_en_aligner",
         "clinical_aligner (trained multilingual-e5-small) + span_projector: word alignment of a Spanish "
-        "clinical text and its translation, and projection of its annotations", ["span_projector"]),
+        "clinical text and its translation, and projection of its annotations", {"span_projector": {"source_lang": "es", "target_lang": "en"}}),
     "es_clinical_ner": PipelineSpec(
         "es_clinical_ner", "es_clinical_ner",
         "transformer + bio_ner_cnn: DISEASE / PROCEDURE / SYMPTOM mentions in Spanish clinical text"),
@@ -114,9 +116,9 @@ def pipeline_from_part(part_dir: Path, base_encoder: Path, spec: Optional[Pipeli
         for name, data in read_heads(part_dir).items():
             exclude = ["vocab", "model"] if name == encoder_component else ["vocab"]
             nlp.get_pipe(name).from_bytes(data, exclude=exclude)
-    for pipe in (spec.extra_pipes if spec else []):
+    for pipe, pipe_config in (spec.extra_pipes if spec else {}).items():
         if pipe not in nlp.pipe_names:
-            nlp.add_pipe(pipe)
+            nlp.add_pipe(pipe, config=pipe_config)
     if "span_projector" in nlp.pipe_names and "clinical_aligner" in nlp.pipe_names:
         nlp.get_pipe("clinical_aligner").cfg["store_matrix"] = True
     nlp.meta.update({

@@ -154,7 +154,8 @@ def test_release_free_heap_returns_freed_blocks_that_live_objects_pin():
 
 
 def test_encoder_calls_release_the_freed_heap(tiny_encoder, monkeypatch):
-    """Both inference shims (float32 and int8) hand freed memory back after each forward pass."""
+    """Both inference shims (float32 and int8) hand freed memory and the embedding pages they read back after
+    each forward pass, for the model they ran."""
     import spacy
 
     from spacy_clinalign.models import quantize, safe_shim
@@ -162,12 +163,69 @@ def test_encoder_calls_release_the_freed_heap(tiny_encoder, monkeypatch):
     from tests.conftest import aligner_config
 
     calls = []
-    monkeypatch.setattr(safe_shim, "release_free_heap", lambda: calls.append("fp32"))
-    monkeypatch.setattr(quantize, "release_free_heap", lambda: calls.append("int8"))
+    monkeypatch.setattr(safe_shim, "release_after_call", lambda model: calls.append(("fp32", model)))
+    monkeypatch.setattr(quantize, "release_after_call", lambda model: calls.append(("int8", model)))
     for mode in ("none", "int8"):
         nlp = spacy.blank("xx")
         nlp.add_pipe("clinical_aligner", config=aligner_config(tiny_encoder, quantize=mode))
         nlp.initialize()
         calls.clear()
         nlp(make_pair(nlp.make_doc("la casa es pequeña"), "the house is small", nlp))
-        assert calls == ["fp32" if mode == "none" else "int8"]
+        assert [kind for kind, _ in calls] == ["fp32" if mode == "none" else "int8"]
+        assert hasattr(calls[0][1], "get_input_embeddings")
+
+
+_MAPPED_TABLE = """
+    import json, torch
+    from spacy_clinalign.models.mapped_pages import mapped_file_range, release_mapped_pages, resident_pages
+    from spacy_clinalign.models.safe_shim import load_local_encoder
+    hf = load_local_encoder({folder!r}, {{}}, {{}})
+    weight = hf.transformer.get_input_embeddings().weight.detach()
+    span = mapped_file_range(weight)
+    if span is None:
+        print(json.dumps({{"mapped": False}})); raise SystemExit
+    expected = weight.sum(dim=1).clone()  # reads every row: the whole table becomes resident
+    {write}
+    before = resident_pages(*span)[0]
+    released = release_mapped_pages(weight)
+    after = resident_pages(*span)[0]
+    same = bool(torch.equal(weight.sum(dim=1), expected))
+    print(json.dumps({{"mapped": True, "before": before, "after": after, "released": released, "same": same,
+                      "row0": float(weight[5, 0])}}))
+"""
+
+
+@linux_only
+def test_release_mapped_pages_drops_the_read_rows_and_keeps_every_value(wide_encoder):
+    """After a read of the whole 48 MiB mapped table, its pages leave this process's RSS; reading again
+    gives the same numbers (they come back from the file)."""
+    result = _run(_MAPPED_TABLE.format(folder=str(wide_encoder), write=""))
+    if not result["mapped"]:
+        pytest.skip("this transformers version copies safetensors weights instead of memory-mapping them")
+    assert result["before"] * 4096 > 40 * 2**20
+    assert result["released"] == result["before"] * 4096
+    assert result["after"] < 0.02 * result["before"]
+    assert result["same"]
+
+
+@linux_only
+def test_release_mapped_pages_never_drops_a_written_page(wide_encoder):
+    """A row changed in place (a fine-tuned or delta-applied weight) lives in a copy-on-write page that the
+    file does not hold: nothing is released, and the change stays."""
+    result = _run(_MAPPED_TABLE.format(folder=str(wide_encoder),
+                                       write="weight[5, 0] = 123.0; expected[5] = weight[5].sum()"))
+    if not result["mapped"]:
+        pytest.skip("this transformers version copies safetensors weights instead of memory-mapping them")
+    assert result["released"] == 0
+    assert result["after"] == result["before"]
+    assert result["row0"] == 123.0 and result["same"]
+
+
+def test_release_mapped_pages_leaves_memory_the_process_allocated():
+    """A tensor the process allocated is not file-mapped: releasing its pages would zero it, so nothing is done."""
+    from spacy_clinalign.models.mapped_pages import mapped_file_range, release_mapped_pages
+
+    weight = torch.arange(4 * 2**20, dtype=torch.float32)
+    assert mapped_file_range(weight) is None
+    assert release_mapped_pages(weight) == 0
+    assert float(weight[-1]) == 4 * 2**20 - 1

@@ -225,3 +225,52 @@ def test_new_decoder_settings_are_checked():
                       ({"min_score": 1.5}, "min_score")):
         with pytest.raises(ValueError, match=word):
             spacy.blank("en").add_pipe("span_projector", config=cfg)
+
+
+def _effusion_pair(nlp, effusion_row):
+    """"derrame pleural bilateral" -> "bilateral pleural effusion observed": the modifiers align well, the head
+    noun's row mostly leaves the span (as the untrained e5 does with "effusion")."""
+    src = ["derrame", "pleural", "bilateral", "observado"]
+    tgt = ["bilateral", "pleural", "effusion", "observed"]
+    rows = [[0.02, 0.02, 0.94, 0.02], [0.02, 0.94, 0.02, 0.02], effusion_row, [0.02, 0.02, 0.02, 0.94]]
+    return _pair(nlp, src, tgt, numpy.log(numpy.array(rows)), [(0, 3, "DIS")])
+
+
+@pytest.mark.parametrize("keep, expected", [(False, "bilateral pleural"), (True, "bilateral pleural effusion")])
+def test_an_english_span_does_not_end_on_a_modifier_before_its_head_noun(keep, expected):
+    nlp = spacy.blank("en")
+    projector = _projector(nlp, decoder="candidates", keep_head_nouns=keep, min_score=0.0)
+    doc = projector(_effusion_pair(nlp, [0.02, 0.02, 0.02, 0.94]))
+    assert [s.text for s in doc.spans["projected"]] == [expected]
+
+
+def test_the_head_noun_rule_needs_an_english_target():
+    """Spanish, Italian... put adjectives after the noun: without a rule for the target language nothing changes."""
+    nlp = spacy.blank("en")
+    projector = _projector(nlp, decoder="candidates", keep_head_nouns=True, min_score=0.0, target_lang="it")
+    doc = projector(_effusion_pair(nlp, [0.02, 0.02, 0.02, 0.94]))
+    assert [s.text for s in doc.spans["projected"]] == ["bilateral pleural"]
+
+
+def test_modifier_ends_marks_modifiers_followed_by_a_content_word():
+    from spacy_clinalign.alignment.candidates import stop_words
+    from spacy_clinalign.alignment.noun_phrases import modifier_ends
+
+    nlp = spacy.blank("en")
+    doc = nlp("bilateral pleural effusion and left renal colic radiating, valves thickened, with hospital stay")
+    marked = [t.text for t, m in zip(doc, modifier_ends(doc, "en", stop_words("en"))) if m]
+    # "effusion" is a noun; "renal" precedes "colic"; "colic" is a noun though "radiating" follows; "thickened"
+    # has its comma; "hospital" is a listed noun
+    assert marked == ["bilateral", "pleural", "left", "renal"]
+    assert not modifier_ends(doc, "es").any() and not modifier_ends(doc, None).any()
+
+
+def test_a_span_does_not_run_past_a_header_colon_unless_the_source_span_does():
+    nlp = spacy.blank("en")
+    projector = _projector(nlp, decoder="candidates", min_score=0.0, length_prior=0.0)
+    tgt = ["Chest", "X-ray:", "decubitus", "study"]
+    rows = numpy.log(numpy.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.6, 0.2, 0.2], [0.1, 0.45, 0.45]]))
+    header = _pair(nlp, ["Radiografía:", "estudio", "decúbito"], tgt, rows, [(0, 1, "PRO")])
+    assert [s.text for s in projector(header).spans["projected"]] == ["Chest X-ray:"]
+    crossing = _pair(nlp, ["Radiografía:", "estudio", "decúbito"], tgt, rows, [(0, 3, "PRO")])
+    assert [s.text for s in projector(crossing).spans["projected"]] == ["Chest X-ray: decubitus study"]

@@ -190,3 +190,27 @@ def test_evaluate_projection_pred_tsv_round_trip(tmp_path, tiny_encoder, capsys)
         assert texts[row.filename][row.start:row.end] == row.text
     scores = score_tsv_rows(written, written, documents=texts)
     assert scores["strict_f"] == 1.0 and scores["char_f"] == 1.0
+
+
+def test_evaluate_in_place_can_drop_the_matrices_without_changing_a_score(tmp_path, tiny_encoder):
+    """evaluate-projection drops each pair's alignment matrix once the projector has read it (memory, issue
+    18): same scores and spans, no matrix left."""
+    from spacy_clinalign.io.multiclinai import read_multiclinai_examples
+    from spacy_clinalign.pipelines import load_projection_pipeline
+    from spacy_clinalign.scoring.spans import evaluate_in_place
+
+    data = tmp_path / "pairs.jsonl"
+    rows = [{"label": "DIS", "es_tokens": ["Tiene", "fiebre", "alta", "."], "es_tags": ["O", "B-DIS", "I-DIS", "O"],
+             "en_tokens": ["Has", "high", "fever", "."], "en_tags": ["O", "B-DIS", "I-DIS", "O"]}] * 3
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf8")
+    nlp = load_projection_pipeline(str(tiny_encoder), 2, threshold=0.01)
+    results = {}
+    for keep in (True, False):
+        examples = list(read_multiclinai_examples(nlp.vocab, data))
+        scores = evaluate_in_place(nlp, examples, keep_matrices=keep)
+        spans = [[(s.start, s.end, s.label_) for s in eg.predicted.spans["projected"]] for eg in examples]
+        kept = [eg.predicted._.alignment.matrix is not None for eg in examples]
+        results[keep] = (scores, spans, kept)
+    assert results[True][0] == results[False][0] and results[True][1] == results[False][1]
+    assert any(results[True][1]), "nothing projected: the comparison would be vacuous"
+    assert all(results[True][2]) and not any(results[False][2])

@@ -42,6 +42,8 @@ def test_build_makes_pipelines_that_load_and_run(built, made_weights):
     assert sorted(p.name for p in built.iterdir()) == ["es_clinical_ner", "es_en_clinical_aligner", "es_icd_linker"]
     aligner = spacy.load(built / "es_en_clinical_aligner")
     assert aligner.pipe_names == ["clinical_aligner", "span_projector"]
+    projector = aligner.get_pipe("span_projector")  # English function words and head nouns for the spans' edges
+    assert (projector.cfg["source_lang"], projector.cfg["target_lang"]) == ("es", "en")
     assert len(aligned(aligner)._.alignment.links) > 0
     meta = aligner.meta
     assert (meta["name"], meta["version"], meta["performance"]) == ("es_en_clinical_aligner", "0.0.1", {"proj_char_f": 0.5})
