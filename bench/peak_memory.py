@@ -144,7 +144,7 @@ def main() -> None:
             print(f"{case}: failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-3:]}")
             continue
         r = json.loads(lines[-1][5:])
-        print(f"{case:<20} peak RSS {r['peak_rss'] / 2**30:.2f} GiB  ({r['secs']:.0f} s)", flush=True)
+        print(f"{case:<20} peak RSS {r['peak_rss'] / 2**30:.3f} GiB = {r['peak_rss'] / 1e9:.3f} GB  ({r['secs']:.0f} s)", flush=True)
         if args.tracemalloc:
             print("\n".join(l for l in proc.stderr.splitlines() if l.startswith("  ")))
 

@@ -206,6 +206,16 @@ def test_float_last_layers_stay_float32(tiny_encoder):
     assert _n_int8_linears(last) == 0 and _n_int8_linears(copy.encoder.layer[0]) > 0
 
 
+def test_default_recipe_keeps_the_last_layer_float32(tiny_encoder):
+    """The default int8 copy (chosen on binaryalign en-ja) quantizes every layer but the one the aligner reads."""
+    from spacy_clinalign.models.quantize import int8_copy
+
+    model, tokenizer = _outlier_encoder(tiny_encoder)
+    copy = int8_copy(model, tokenizer)
+    assert _n_int8_linears(copy.encoder.layer[-1]) == 0
+    assert all(_n_int8_linears(layer) > 0 for layer in copy.encoder.layer[:-1])
+
+
 def test_smoothing_needs_the_tokenizer(tiny_encoder):
     from spacy_clinalign.models.quantize import Int8Recipe, int8_copy
 
