@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--gaps", type=int, nargs="+", default=[1])
     parser.add_argument("--symmetrize", nargs="+", default=["none"],
                         help="none (soft target-to-source rows), intersection, union, grow_diag_final")
-    parser.add_argument("--max-lengths", type=int, nargs="+", default=[10])
+    parser.add_argument("--max-lengths", type=int, nargs="+", default=[30])
     parser.add_argument("--source-lang", default="es")
     parser.add_argument("--target-lang", default="en")
     parser.add_argument("--length-priors", type=float, nargs="+", default=[0.25])

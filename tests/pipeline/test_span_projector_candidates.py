@@ -274,3 +274,21 @@ def test_a_span_does_not_run_past_a_header_colon_unless_the_source_span_does():
     assert [s.text for s in projector(header).spans["projected"]] == ["Chest X-ray:"]
     crossing = _pair(nlp, ["Radiografía:", "estudio", "decúbito"], tgt, rows, [(0, 3, "PRO")])
     assert [s.text for s in projector(crossing).spans["projected"]] == ["Chest X-ray: decubitus study"]
+
+
+def test_a_long_source_span_is_not_cut_by_the_length_limit():
+    """A 12-token source span whose words each align to one target word projects whole, even with
+    max_length 10: the limit never goes below twice the source span's length."""
+    nlp = spacy.blank("en")
+    n = 12
+    src = [f"s{i}" for i in range(n)] + ["fin"]
+    tgt = ["before"] + [f"t{i}" for i in range(n)] + ["after"]
+    rows = numpy.full((n + 2, n + 1), 0.01)
+    for i in range(n):
+        rows[i + 1, i] = 0.9
+    rows[0, n] = rows[n + 1, n] = 0.9
+    for max_length in (10, 30):
+        projector = _projector(nlp, decoder="candidates", max_length=max_length, min_score=0.0)
+        doc = projector(_pair(nlp, src, tgt, numpy.log(rows), [(0, n, "DIS")]))
+        assert [(s.start, s.end) for s in doc.spans["projected"]] == [(1, n + 1)], max_length
+        nlp.remove_pipe("span_projector")
