@@ -144,11 +144,15 @@ class IcdLinker(Pipe):
         queries = [self.query_of(span) for spans in mentions for span in spans]
         if not queries:
             return [[] for _ in docs]
+        if self.cfg["channels"] not in CHANNELS:
+            raise ValueError(f"icd_linker: channels must be one of {CHANNELS}, not {self.cfg['channels']!r}")
         linker = self._require().configure(self.cfg.get("quantize", "none"), self.cfg.get("rerank_max_length"))
         flat = []
         step = self.cfg["batch_size"]
         for start in range(0, len(queries), step):
-            flat.extend(linker.link(queries[start:start + step], k=self.cfg["top_k"], rerank=self.cfg["rerank"]))
+            # cfg["channels"] is read on each call, so a loaded pipeline can switch (both indexes are built)
+            flat.extend(linker.link(queries[start:start + step], k=self.cfg["top_k"], rerank=self.cfg["rerank"],
+                                    channels=self.cfg["channels"]))
         out, offset = [], 0
         for spans in mentions:
             out.append([[c.to_dict() for c in per] for per in flat[offset:offset + len(spans)]])

@@ -75,6 +75,24 @@ def test_exact_description_ranks_first(link_encoder, channels):
         assert [c["score"] for c in candidates] == sorted((c["score"] for c in candidates), reverse=True)
 
 
+def test_channels_can_be_switched_on_a_loaded_pipeline(link_encoder, tmp_path):
+    """A pipeline indexed for dense keeps its BM25 index: setting cfg["channels"] changes what links, and is
+    saved; an unknown channel is an error naming it."""
+    nlp = make_nlp(link_encoder, channels="dense")
+    nlp.to_disk(tmp_path / "linker")
+    loaded = spacy.load(tmp_path / "linker")
+    pipe = loaded.get_pipe("icd_linker")
+    dense = [[c["retrieval_score"] for c in e._.icd_candidates] for e in loaded(make_doc(loaded)).ents]
+    pipe.cfg["channels"] = "bm25"
+    bm25 = [[c["retrieval_score"] for c in e._.icd_candidates] for e in loaded(make_doc(loaded)).ents]
+    expected = make_nlp(link_encoder, channels="bm25")
+    assert bm25 == [[c["retrieval_score"] for c in e._.icd_candidates] for e in expected(make_doc(expected)).ents]
+    assert bm25 != dense
+    pipe.cfg["channels"] = "fuzzy"
+    with pytest.raises(ValueError, match="'fuzzy'"):
+        loaded(make_doc(loaded))
+
+
 def test_nil_below_threshold_and_unlinkable_mentions(link_encoder):
     nlp = make_nlp(link_encoder, threshold=1.01)  # cosine can never reach it
     doc = nlp(make_doc(nlp))

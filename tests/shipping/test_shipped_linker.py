@@ -59,6 +59,8 @@ def test_build_applies_the_linker_delta_before_indexing(made_weights, tiny_encod
     numpy.testing.assert_allclose(bi.encode(QUERIES), want, atol=5e-3)
     assert numpy.abs(BiEncoder(tiny_encoder).encode(QUERIES) - want).max() > 0.02  # training moved the outputs
     index = nlp.get_pipe("icd_linker").linker
+    # dense by default (chosen on DisTEMIST dev); the BM25 index is there too, for channels "bm25" / "hybrid"
+    assert nlp.get_pipe("icd_linker").cfg["channels"] == "dense" and index.lexical is not None
     indexed = index.dense.index.reconstruct_n(0, index.dense.size)  # what the catalogue was indexed with
     numpy.testing.assert_allclose(indexed, BiEncoder(trained_linker).encode(index.texts, kind="passage"), atol=5e-3)
     meta = nlp.meta
