@@ -136,7 +136,9 @@ def load_weights(transformer: torch.nn.Module, data: bytes, where: str) -> None:
                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _refuse(where, "the saved weights are not a dict of tensors")
-    result = transformer.load_state_dict(state, strict=False)
+    # assign: the loaded tensors become the parameters (no second copy of the weights at load)
+    result = transformer.load_state_dict(state, strict=False, assign=True)
+    del state
     check_loading_info(result.missing_keys, result.unexpected_keys, where)
     check_finite(transformer, where)
 
@@ -225,6 +227,8 @@ class SafeHFShim(HFShim):
                 return super().begin_update(inputs)
 
     def from_bytes(self, bytes_data: bytes) -> "SafeHFShim":
+        from transformers.modeling_utils import no_init_weights
+
         where = "saved pipeline bytes"
         try:
             msg = srsly.msgpack_loads(bytes_data)
@@ -251,8 +255,12 @@ class SafeHFShim(HFShim):
                 str(tok_dir), config=config, trust_remote_code=False, local_files_only=True, **tok_kwargs
             )
             vocab_file_contents = _vocab_file_contents(tokenizer, tok_dir)
-        transformer = self.model_cls.from_config(config, trust_remote_code=False)
-        load_weights(transformer, msg["state"], where)
+        with no_init_weights():  # parameters allocated but never written: the saved weights replace them
+            transformer = self.model_cls.from_config(config, trust_remote_code=False)
+        state_bytes = msg.pop("state")
+        del msg
+        load_weights(transformer, state_bytes, where)
+        del state_bytes
         transformer.eval()
         self._hfmodel = HFObjects(tokenizer, transformer, vocab_file_contents, SimpleFrozenDict(), SimpleFrozenDict())
         self._model = transformer
