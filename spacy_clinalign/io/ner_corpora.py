@@ -13,13 +13,33 @@ from .standoff import entities_to_spans, read_spaccc_tsv
 from .text_lines import check_limit, read_lines, read_text
 
 SPACCC_FILES = ("distemist.tsv", "medprocner.tsv", "symptemist.tsv")
+SPLIT_PARTS = ("all", "train", "heldout")
+
+
+def in_part(n: int, part: str, heldout_every: int) -> bool:
+    """Whether document `n` (0-based, in file-name order) belongs to `part` of a split cut by `heldout_every`:
+    every `heldout_every`-th document (n = 0, k, 2k...) is held out, so model selection can use part of the
+    training split and the official dev split is read only once, for the final figures."""
+    if part not in SPLIT_PARTS:
+        raise ValueError(f"SPACCC reader: part must be one of {SPLIT_PARTS}, got {part!r}")
+    if heldout_every < 0 or heldout_every == 1:
+        raise ValueError(f"SPACCC reader: heldout_every must be 0 (no held-out slice) or >= 2, got {heldout_every}")
+    if part == "all":
+        return True
+    if not heldout_every:
+        raise ValueError(f"SPACCC reader: part={part!r} needs heldout_every >= 2 (which documents to hold out)")
+    held = n % heldout_every == 0
+    return held if part == "heldout" else not held
 
 
 def read_spaccc_docs(nlp: Language, path: Path, spans_key: str = "entities", files: Sequence[str] = SPACCC_FILES,
-                     limit: int = 0) -> Iterator[Doc]:
+                     limit: int = 0, part: str = "all", heldout_every: int = 0) -> Iterator[Doc]:
     """Gold Docs: every mention in `doc.spans[spans_key]` (overlaps across labels kept), the longest
-    non-overlapping ones also in `doc.ents`. Labels are mapped to DISEASE / PROCEDURE / SYMPTOM."""
+    non-overlapping ones also in `doc.ents`. Labels are mapped to DISEASE / PROCEDURE / SYMPTOM.
+    part / heldout_every: read only the "train" or "heldout" documents of the split (see `in_part`);
+    `limit` counts the documents read."""
     check_limit(limit, "SPACCC reader")
+    in_part(0, part, heldout_every)  # bad settings fail before any file is read
     path = Path(path)
     text_dir = path / "text_files"
     if not text_dir.is_dir():
@@ -32,7 +52,8 @@ def read_spaccc_docs(nlp: Language, path: Path, spans_key: str = "entities", fil
     unknown = sorted(name for name in mentions if not (text_dir / f"{name}.txt").exists())
     if unknown:
         raise ValueError(f"SPACCC: {len(unknown)} annotated documents have no text in {text_dir}, e.g. {unknown[:3]}")
-    for n, txt in enumerate(sorted(text_dir.glob("*.txt"))):
+    texts = [txt for n, txt in enumerate(sorted(text_dir.glob("*.txt"))) if in_part(n, part, heldout_every)]
+    for n, txt in enumerate(texts):
         if limit and n >= limit:
             break
         doc = nlp.make_doc(read_text(txt, "SPACCC text", translate_newlines=True))
@@ -44,10 +65,15 @@ def read_spaccc_docs(nlp: Language, path: Path, spans_key: str = "entities", fil
 
 
 @registry.readers("spacy-clinalign.SpacccCorpus.v1")
-def create_spaccc_reader(path: Path, spans_key: str = "entities", limit: int = 0) -> Callable[[Language], Iterable[Example]]:
+def create_spaccc_reader(path: Path, spans_key: str = "entities", limit: int = 0, part: str = "all",
+                         heldout_every: int = 0) -> Callable[[Language], Iterable[Example]]:
+    """part = "train" / "heldout" with heldout_every = 10: the 90 % / 10 % of a split's documents (every 10th
+    in file-name order held out), e.g. SPACCC train's held-out slice for choosing settings and checkpoints."""
     check_limit(limit, "spacy-clinalign.SpacccCorpus.v1")
+    in_part(0, part, heldout_every)
+
     def read(nlp: Language) -> Iterator[Example]:
-        for doc in read_spaccc_docs(nlp, path, spans_key, limit=limit):
+        for doc in read_spaccc_docs(nlp, path, spans_key, limit=limit, part=part, heldout_every=heldout_every):
             predicted = nlp.make_doc(doc.text)
             predicted.user_data["filename"] = doc.user_data["filename"]
             yield Example(predicted, doc)

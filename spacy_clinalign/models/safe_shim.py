@@ -392,13 +392,28 @@ def build_safe_transformer_model(
     grad_scaler_config: dict = {},
     frozen_layers: int = 0,
     frozen_cache_size: int = 0,
+    layer: Optional[int] = None,
 ) -> Model:
     """`spacy-transformers.TransformerModel.v3` (same settings) for a shared `transformer` component, with
     the safe shim and init: bio_ner_cnn's listener pipelines load as safely as the inline ones.
-    frozen_layers / frozen_cache_size: train only the upper layers (see `set_frozen_layers`)."""
+    frozen_layers / frozen_cache_size: train only the upper layers (see `set_frozen_layers`).
+    layer: the hidden layer listeners read (None: the last). The encoder is cut after it
+    (`num_hidden_layers`), as in `spacy-clinalign.AlignerModel.v1`: an embedding model's top layers are tuned
+    for sentence vectors, a middle one keeps more token detail, and the cut layers cost nothing."""
+    trf_config = dict(transformer_config)
+    if layer is not None:
+        if layer < 1:
+            raise ValueError(f"TransformerModel: layer must be >= 1 (1 = first transformer layer), got {layer}")
+        if frozen_layers >= layer:
+            raise ValueError(f"TransformerModel: frozen_layers ({frozen_layers}) must be below layer ({layer}), "
+                             "or nothing is left to train")
+        if trf_config.get("num_hidden_layers", layer) != layer:
+            raise ValueError(f"TransformerModel: layer={layer} and transformer_config num_hidden_layers="
+                             f"{trf_config['num_hidden_layers']} disagree; set only one")
+        trf_config["num_hidden_layers"] = layer
     model = make_safe(create_TransformerModel_v3(
         name=resolve_encoder(name), get_spans=get_spans, tokenizer_config=tokenizer_config,
-        transformer_config=transformer_config, mixed_precision=mixed_precision,
+        transformer_config=trf_config, mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config,
     ))
     model._func = partial(_forward_skipping_empty_batches, model._func)  # a partial pickles, a closure not
