@@ -146,14 +146,18 @@ class BioNerCnn(TrainablePipe):
 
     # -- training --------------------------------------------------------------------------------
     def _gold_tags(self, eg: Example) -> numpy.ndarray:
-        """(n_predicted_tokens, n_labels) tag ids, gold spans mapped onto the predicted tokenization."""
+        """(n_predicted_tokens, n_labels) tag ids, gold spans mapped onto the predicted tokenization.
+        One BIO sequence per label cannot hold two overlapping spans of that label (SPACCC nests some, e.g. a
+        test inside a longer procedure): the longest of them is tagged, as `filter_spans` keeps it, instead of
+        a nested span's B cutting the outer span in two."""
         tags = numpy.zeros((len(eg.predicted), len(self.labels)), dtype="int64")
         index = {label: k for k, label in enumerate(self.labels)}
         gold = [s for s in self._gold_spans(eg.reference) if s.label_ in index]
-        for span in eg.get_aligned_spans_y2x(gold, allow_overlap=True):
-            k = index[span.label_]
-            tags[span.start, k] = B
-            tags[span.start + 1:span.end, k] = I
+        aligned = eg.get_aligned_spans_y2x(gold, allow_overlap=True)
+        for label, k in index.items():
+            for span in filter_spans([s for s in aligned if s.label_ == label]):
+                tags[span.start, k] = B
+                tags[span.start + 1:span.end, k] = I
         return tags
 
     def get_loss(self, examples: Iterable[Example], scores: List) -> Tuple[float, List]:

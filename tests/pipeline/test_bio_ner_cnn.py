@@ -9,7 +9,7 @@ import spacy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from spacy_clinalign.pipeline.bio_decoding import tags_to_spans, viterbi_bio
+from spacy_clinalign.pipeline.bio_decoding import B, I, O, tags_to_spans, viterbi_bio
 from spacy_clinalign.io.ner_corpora import read_conll_bio, read_spaccc_docs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,6 +114,20 @@ def test_overlapping_labels_in_span_group(tiny_encoder):
         nlp.update(examples, sgd=optimizer)
     doc = nlp(TRAIN[0][0])
     assert {(s.start, s.end, s.label_) for s in doc.spans["sc"]} >= {(2, 3, "DISEASE"), (2, 6, "SYMPTOM")}
+
+
+def test_nested_spans_of_one_label_tag_the_longest(tiny_encoder):
+    """A span nested in a longer one of the same label must not cut it: the longest is tagged B I I I."""
+    nlp = spacy.blank("es")
+    ner = nlp.add_pipe("bio_ner_cnn", config=ner_config(tiny_encoder, spans_key="sc"))
+    ner.add_label("PROCEDURE")
+    ner.add_label("DISEASE")
+    ref = Doc(nlp.vocab, words="serología de hepatitis B negativa".split())
+    ref.spans["sc"] = [Span(ref, 0, 4, label="PROCEDURE"), Span(ref, 2, 4, label="PROCEDURE"),
+                       Span(ref, 2, 4, label="DISEASE")]
+    tags = ner._gold_tags(Example(Doc(nlp.vocab, words=[t.text for t in ref]), ref))
+    assert tags[:, 0].tolist() == [B, I, I, I, O]  # not B I B I O
+    assert tags[:, 1].tolist() == [O, O, B, I, O]  # overlaps across labels are kept
 
 
 def test_no_data_is_a_clear_error(tiny_encoder):
