@@ -14,6 +14,7 @@ from .render import render
 from .io import readers as _readers  # noqa: F401  (register readers)
 from .io import multiclinai as _multiclinai  # noqa: F401
 from .io import ner_corpora as _ner_corpora  # noqa: F401
+from .training import optimizers as _optimizers  # noqa: F401  (register optimizers)
 
 register_extensions()
 register_msgpack_hooks()
