@@ -23,6 +23,8 @@ from ..models.safe_shim import has_wordpieces
 from ..pairs import register_extensions, spans_of
 from .bio_decoding import B, I, tags_to_spans, viterbi_bio
 
+# closing bracket / quote -> its opener: kept at a span's end when the opener is inside the span
+CLOSERS = {")": "(", "]": "[", "}": "{", "»": "«", "”": "“", "’": "‘", '"': '"', "'": "'"}
 DEFAULT_CNN_MODEL = Config().from_str(
     """
 [model]
@@ -51,21 +53,33 @@ upstream = "*"
     default_config={
         "model": DEFAULT_CNN_MODEL,
         "spans_key": None,
+        "trim_end_words": [],
+        "trim_end_punct": False,
         "scorer": {"@scorers": "spacy-clinalign.ner_scorer.v1"},
     },
     default_score_weights={"ner_char_f": 0.5, "ner_strict_f": 0.5, "ner_char_p": None, "ner_char_r": None,
                            "ner_strict_p": None, "ner_strict_r": None, "ner_per_type": None},
 )
-def make_bio_ner_cnn(nlp: Language, name: str, model: Model, spans_key: Optional[str], scorer: Optional[Callable]) -> "BioNerCnn":
-    return BioNerCnn(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
+def make_bio_ner_cnn(nlp: Language, name: str, model: Model, spans_key: Optional[str], scorer: Optional[Callable],
+                     trim_end_words: List[str], trim_end_punct: bool) -> "BioNerCnn":
+    return BioNerCnn(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer, trim_end_words=trim_end_words,
+                     trim_end_punct=trim_end_punct)
 
 
 class BioNerCnn(TrainablePipe):
     """BIO tagger with one O/B/I head per label; see the module docstring."""
 
     def __init__(self, vocab: Vocab, model: Model, name: str = "bio_ner_cnn", *, spans_key: Optional[str] = None,
-                 scorer: Optional[Callable] = None):
+                 scorer: Optional[Callable] = None, trim_end_words: Iterable[str] = (),
+                 trim_end_punct: bool = False):
+        """trim_end_words / trim_end_punct: a decoded span loses trailing tokens that are one of these words
+        (compared lower-cased) or punctuation (a closing bracket or quote whose opener is inside the span is
+        kept). Mentions almost never end in a preposition, conjunction or article, but a tagger whose I run
+        stops one word short of a mention's head leaves one there ("estudio inmunohistoquímico de"). A
+        decoding setting, read from the config; the probabilities in `doc._.bio_probs` are not changed."""
         register_extensions()
+        self.trim_end_words = frozenset(word.lower() for word in trim_end_words)
+        self.trim_end_punct = bool(trim_end_punct)
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -140,9 +154,28 @@ class BioNerCnn(TrainablePipe):
             for k, label in enumerate(self.labels):
                 bio_probs[label] = p[:, k, :].astype("float32")
                 for start, end in tags_to_spans(viterbi_bio(p[:, k, :])):
-                    spans.append(Span(doc, start, end, label=label))
+                    end = self._trimmed_end(doc, start, end)
+                    if end > start:
+                        spans.append(Span(doc, start, end, label=label))
             doc._.bio_probs = bio_probs
             self._write(doc, spans)
+
+    def _trimmed_end(self, doc: Doc, start: int, end: int) -> int:
+        """The span's end after dropping trailing `trim_end_words` and (with `trim_end_punct`) punctuation."""
+        while end > start:
+            token = doc[end - 1]
+            if token.lower_ in self.trim_end_words:
+                end -= 1
+            elif self.trim_end_punct and token.is_punct and not self._closes_inside(doc, start, end):
+                end -= 1
+            else:
+                break
+        return end
+
+    @staticmethod
+    def _closes_inside(doc: Doc, start: int, end: int) -> bool:
+        opener = CLOSERS.get(doc[end - 1].text)
+        return opener is not None and any(t.text == opener for t in doc[start:end - 1])
 
     # -- training --------------------------------------------------------------------------------
     def _gold_tags(self, eg: Example) -> numpy.ndarray:

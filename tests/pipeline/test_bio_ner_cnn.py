@@ -130,6 +130,28 @@ def test_nested_spans_of_one_label_tag_the_longest(tiny_encoder):
     assert tags[:, 1].tolist() == [O, O, B, I, O]  # overlaps across labels are kept
 
 
+def spans_from_tags(ner, doc, tag_rows):
+    """set_annotations with one label whose most probable tag per token is `tag_rows`."""
+    probs = numpy.full((len(doc), 1, 3), 0.01, dtype="float32")
+    for i, tag in enumerate(tag_rows):
+        probs[i, 0, tag] = 0.98
+    ner.set_annotations([doc], [probs])
+    return [s.text for s in doc.spans["sc"]]
+
+
+@pytest.mark.parametrize("trim,want", [
+    ({}, ["estudio inmunohistoquímico de", "sangre ,", "( TC )"]),
+    ({"trim_end_words": ["De", "con"], "trim_end_punct": True}, ["estudio inmunohistoquímico", "sangre", "( TC )"]),
+])
+def test_trailing_function_words_and_punctuation_are_trimmed_when_asked(tiny_encoder, trim, want):
+    nlp = spacy.blank("es")
+    ner = nlp.add_pipe("bio_ner_cnn", config=ner_config(tiny_encoder, spans_key="sc", **trim))
+    ner.add_label("PROCEDURE")
+    doc = nlp.make_doc("estudio inmunohistoquímico de sangre , ( TC ) con")
+    assert spans_from_tags(ner, doc, [B, I, I, B, I, B, I, I, B]) == want + (["con"] if not trim else [])
+    assert doc._.bio_probs["PROCEDURE"][2, I] == pytest.approx(0.98)  # probabilities are not changed
+
+
 def test_no_data_is_a_clear_error(tiny_encoder):
     nlp = spacy.blank("es")
     nlp.add_pipe("bio_ner_cnn", config=ner_config(tiny_encoder))
