@@ -5,7 +5,7 @@ from types import ModuleType
 
 EXTRA_OF = {
     "faiss": "linking", "bm25s": "linking", "sentence_transformers": "linking",
-    "simple_icd_10_cm": "linking", "cie": "linking", "ray": "ray",
+    "simple_icd_10_cm": "linking", "cie": "linking", "peft": "linking", "ray": "ray",
 }
 
 

@@ -63,7 +63,8 @@ def cmd_train_cross_encoder(args: argparse.Namespace) -> None:
     start_dir = Path(args.pipeline) / component.name / "bi_encoder"
     reranker_dir = Path(args.output) / "cross_encoder"
     stats = train_cross_encoder(start_dir, reranker_dir, groups, epochs=args.epochs, group_batch=args.group_batch,
-                                lr=args.lr, max_steps=args.max_steps, device=args.device, seed=args.seed)
+                                lr=args.lr, max_steps=args.max_steps, device=args.device, seed=args.seed,
+                                train_layers=args.train_layers, lora_rank=args.lora_rank)
     print(srsly.json_dumps(stats))
     linker.cross_encoder = CrossEncoder(reranker_dir, device=args.device)
     nlp.to_disk(Path(args.output) / "pipeline")
@@ -168,6 +169,11 @@ def add_commands(sub) -> None:
     p.add_argument("--max-steps", type=positive_int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-layers", type=positive_int, default=None,
+                   help="train only the top N layers and the head (default: all)")
+    p.add_argument("--lora-rank", type=positive_int, default=None,
+                   help="train rank-R LoRA adapters (on the --train-layers layers) and the head instead of the "
+                        "weights; merged before saving, and shippable exactly with `pipelines make-delta --rank R`")
     p.set_defaults(func=cmd_train_cross_encoder)
 
     p = cmds.add_parser("build-pipeline", help="a blank pipeline with an initialized icd_linker, saved to OUTPUT")

@@ -2,6 +2,7 @@
 
   make-delta TRAINED --out spacy_clinalign/weights/NAME --card-json card.json   (who trained it)
   build OUT_DIR [--only NAME ...] [--encoder PATH] [--catalog SPEC]              (every user, offline)
+  add-reranker BUILT_LINKER [--out DIR]                                         (the shipped reranker, no re-indexing)
   verify                                                                        (checksums of the shipped files)
   package BUILT_DIR OUT_DIR [--only NAME ...]                                   (spacy package + a wheel each)"""
 import argparse
@@ -30,11 +31,14 @@ def cmd_make_delta(args: argparse.Namespace) -> None:
     if not isinstance(training, dict):
         raise ValueError(f"{args.card_json}: `training` must be a JSON object")
     training.setdefault("commit", git_commit())
-    card = extract_delta(args.trained, args.base, out, card, atol=args.atol)
+    card = extract_delta(args.trained, args.base, out, card, atol=args.atol, rank=args.rank)
     sums = update_checksums(out.parent, out.name)
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    low_rank = card["delta"].get("low_rank")
     print(f"{out}: {card['delta']['tensors']} tensors, {card['delta']['parameters']:,} parameters "
-          f"(fp16), {size:.2f} MiB; delta sha256 {sha256_file(out / DELTA_NAME)[:12]}; {sums} updated")
+          f"(fp16), {size:.2f} MiB; delta sha256 {sha256_file(out / DELTA_NAME)[:12]}; {sums} updated"
+          + (f"; {low_rank['matrices']} matrices as rank-{low_rank['rank']} factors (largest relative error "
+             f"{low_rank['max_relative_error']:.2e})" if low_rank else ""))
 
 
 def cmd_set_figures(args: argparse.Namespace) -> None:
@@ -54,9 +58,17 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     built = build_pipelines(args.out_dir, only=args.only, encoder=args.encoder, catalog=args.catalog,
                             synonyms=args.synonyms, weights_dir=Path(args.weights or WEIGHTS_DIR),
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, reranker=not args.no_reranker)
     print(f"{len(built)} pipeline(s) in {args.out_dir}: " + ", ".join(built)
           + ". Load one with spacy.load(PATH); no other folder is needed.")
+
+
+def cmd_add_reranker(args: argparse.Namespace) -> None:
+    from ..shipping.build import add_reranker
+    from ..weights import WEIGHTS_DIR
+
+    path = add_reranker(args.pipeline, args.out, weights_dir=Path(args.weights or WEIGHTS_DIR))
+    print(f"{path}: icd_linker now reranks its top k with the shipped reranker")
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -91,12 +103,16 @@ def add_commands(sub) -> None:
 
     p = cmds.add_parser("make-delta", help="ship a trained pipeline as an fp16 delta over its base encoder")
     p.add_argument("trained", help="trained spaCy pipeline folder (e.g. training/aligner/model-best), or a "
-                   "Hugging Face encoder folder (the linker's bi-encoder from `link train-bi-encoder`)")
+                   "Hugging Face encoder folder (the linker's bi-encoder from `link train-bi-encoder`), or a "
+                   "reranker folder (`link train-cross-encoder` OUT/cross_encoder; --base: the bi-encoder it "
+                   "started from)")
     p.add_argument("--base", default="clinalign-e5-small", help="the base encoder it was trained from")
     p.add_argument("--out", required=True, help="part folder, e.g. spacy_clinalign/weights/es_en_aligner")
     p.add_argument("--card-json", default=None, help="JSON with the card's fields: description, training "
                    "(data, steps, command, commit), figures (with `command`), sources, version")
     p.add_argument("--atol", type=float, default=0.0, help="keep tensors that moved by more than this")
+    p.add_argument("--rank", type=int, default=None, help="store 2-D changes of at most this rank as two factors "
+                   "(a LoRA-trained reranker: `link train-cross-encoder --lora-rank R`); others in full")
     p.set_defaults(func=cmd_make_delta)
 
     p = cmds.add_parser("set-figures", help="put scores measured on the pipeline built from a part on its card")
@@ -116,7 +132,15 @@ def add_commands(sub) -> None:
     p.add_argument("--synonyms", nargs="*", default=[], help="mention files whose surface forms join the catalogue")
     p.add_argument("--weights", default=None, help="weights folder (default: the package's)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-reranker", action="store_true", help="es_icd_linker without its shipped reranker "
+                   "(dense retrieval only: ~10x faster, lower exact-code F1)")
     p.set_defaults(func=cmd_build)
+
+    p = cmds.add_parser("add-reranker", help="give a built es_icd_linker the shipped reranker (no re-indexing)")
+    p.add_argument("pipeline", help="a pipeline from `pipelines build --only es_icd_linker [--no-reranker]`")
+    p.add_argument("--out", default=None, help="save here (default: in place)")
+    p.add_argument("--weights", default=None, help="weights folder (default: the package's)")
+    p.set_defaults(func=cmd_add_reranker)
 
     p = cmds.add_parser("verify", help="check every shipped weight file against SHA256SUMS")
     p.add_argument("--weights", default=None, help="weights folder (default: the package's)")

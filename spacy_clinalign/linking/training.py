@@ -217,8 +217,14 @@ def hard_negative_groups(pairs: Sequence[Pair], linker: CodeLinker, n_negatives:
 def train_cross_encoder(model_path: Union[str, Path], out_dir: Union[str, Path],
                         groups: Sequence[Tuple[str, List[str]]], *, epochs: int = 1, group_batch: int = 8,
                         lr: float = 2e-5, warmup: float = 0.1, max_length: int = 96, max_steps: Optional[int] = None,
-                        device: Optional[str] = None, seed: int = 0, progress: bool = True) -> Dict[str, float]:
-    """Listwise training: per group, softmax over [positive, negatives...] logits, cross-entropy on the positive."""
+                        device: Optional[str] = None, seed: int = 0, progress: bool = True,
+                        train_layers: Optional[int] = None, lora_rank: Optional[int] = None) -> Dict[str, float]:
+    """Listwise training: per group, softmax over [positive, negatives...] logits, cross-entropy on the positive.
+
+    `train_layers=N` trains only the top N layers (and the classification head). `lora_rank=r` trains
+    low-rank adapters (peft LoRA on every linear of those layers) instead of the layers' weights, and merges
+    them before saving: the saved reranker is a plain Hugging Face model whose change over its start is of
+    rank r per matrix, so `pipelines make-delta --rank r` ships it exactly in a few MiB."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -232,6 +238,7 @@ def train_cross_encoder(model_path: Union[str, Path], out_dir: Union[str, Path],
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=1, local_files_only=True)
+    model, trained = _reranker_trainable(model, train_layers, lora_rank)
     model.to(dev)
     order = [g for _ in range(epochs) for g in rng.sample(list(groups), len(groups))]
     steps = [order[i:i + group_batch] for i in range(0, len(order), group_batch)]
@@ -248,8 +255,39 @@ def train_cross_encoder(model_path: Union[str, Path], out_dir: Union[str, Path],
         target = torch.zeros(len(step), dtype=torch.long, device=dev)
         loss = torch.nn.functional.cross_entropy(logits, target)
         losses_seen.append(_step(loss, model, optimizer, scheduler))
+    if lora_rank is not None:
+        model = model.merge_and_unload()  # plain weights again: W + (alpha / r) B A
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
-    return _loss_summary(losses_seen)
+    return {**_loss_summary(losses_seen), "trained_parameters": trained}
+
+
+LORA_MODULES = ["query", "key", "value", "dense"]  # BERT / XLM-R names of every linear inside a layer
+
+
+def _reranker_trainable(model, train_layers: Optional[int], lora_rank: Optional[int]):
+    """Set what the reranker trains: everything (default), the top layers and the head, or LoRA adapters
+    on the top layers (all layers without `train_layers`) and the head. Returns (model, trainable count)."""
+    encoder = getattr(model, model.base_model_prefix, None)
+    if lora_rank is None:
+        if train_layers is not None:
+            freeze_below_top_layers(encoder, train_layers)
+            for name, param in model.named_parameters():
+                if not name.startswith(model.base_model_prefix + "."):
+                    param.requires_grad_(True)  # the classification head
+        return model, sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1:
+        raise ValueError(f"--lora-rank must be a positive integer, got {lora_rank!r}")
+    n_layers = len(encoder.encoder.layer)
+    if train_layers is not None and not 1 <= train_layers <= n_layers:
+        raise ValueError(f"--train-layers must be an integer from 1 to {n_layers}, got {train_layers!r}")
+    peft = require("peft")
+    head = [name for name, child in model.named_children()
+            if name != model.base_model_prefix and any(True for _ in child.parameters())]  # not the dropout
+    config = peft.LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules=LORA_MODULES,
+                             layers_to_transform=list(range(n_layers - (train_layers or n_layers), n_layers)),
+                             layers_pattern="layer", modules_to_save=head)
+    model = peft.get_peft_model(model, config)
+    return model, sum(p.numel() for p in model.parameters() if p.requires_grad)

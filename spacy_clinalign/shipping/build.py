@@ -4,7 +4,9 @@ A delta part becomes a pipeline by rebuilding its saved config, loading the base
 applied, and restoring the components' saved bytes (labels, head weights, settings); the result is saved
 with spaCy's own `to_disk`, so the folder holds every weight and loads with no other folder present.
 `es_icd_linker` ships only its bi-encoder (a delta, no spaCy config): the base encoder gets the delta, then
-the catalogue index (BM25 + dense) is built here with it, as the index is too large to ship."""
+the catalogue index (BM25 + dense) is built here with it, as the index is too large to ship. Its reranker,
+when shipped (`es_icd_reranker`: low-rank factors over that bi-encoder plus a classification head), is
+rebuilt over the bi-encoder and reranks the top k."""
 import os
 import shutil
 import sys
@@ -21,7 +23,7 @@ from ..encoders import DEFAULT_ENCODER, check_encoder_folder, default_encoder_di
 from ..weights import WEIGHTS_DIR
 from .cards import read_card
 from .checksums import iter_parts, part_digest
-from .deltas import CONFIG_NAME, find_encoder, read_heads, with_temporary_encoder
+from .deltas import CONFIG_NAME, find_encoder, materialize_reranker, read_heads, with_temporary_encoder
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 LINKER_SOURCES = [
@@ -134,37 +136,93 @@ def pipeline_from_part(part_dir: Path, base_encoder: Path, spec: Optional[Pipeli
 
 
 LINKER_CHANNELS = "dense"
+RERANKER_PART = "es_icd_reranker"
+
+
+def reranker_part(part_dir: Path) -> Optional[Path]:
+    """The shipped reranker over this linker part's bi-encoder, if there is one."""
+    if RERANKER_PART not in iter_parts(part_dir.parent):
+        return None
+    folder = part_dir.parent / RERANKER_PART
+    base_part = read_card(folder).get("base_part")
+    if base_part != part_dir.name:
+        raise ValueError(f"{folder}: this reranker was trained over {base_part!r}'s bi-encoder, not {part_dir.name!r}")
+    return folder
 
 
 def linker_pipeline(part_dir: Path, base_encoder: Path, catalog: str, synonyms: Sequence[str] = (),
-                    progress: bool = True) -> Language:
+                    progress: bool = True, reranker: bool = True) -> Language:
     """icd_linker (dense channel; the BM25 index is built too, for `channels = "bm25" | "hybrid"`) over
-    `catalog`, its dense index built with base + the part's delta.
-    The card's figures go into meta only when the build uses the catalogue they were measured on, without
+    `catalog`, its dense index built with base + the part's delta, and the shipped reranker (unless
+    `reranker=False`) reranking the top 10.
+    The cards' figures go into meta only when the build uses the catalogue they were measured on, without
     synonyms; otherwise meta says they do not apply."""
     spec = PIPELINES["es_icd_linker"]
     card = read_card(part_dir)
+    rerank_dir = reranker_part(part_dir) if reranker else None
+    rerank_card = read_card(rerank_dir) if rerank_dir else None
     nlp = spacy.blank(card.get("lang") or "es")
     # dense, not hybrid: chosen on DisTEMIST dev (exact F1 0.405 dense vs 0.345 hybrid, MAP@10 0.489 vs 0.444),
     # a corpus apart from the CodiEsp dev set the card reports (bench/RESULTS.md, session 7)
     linker = nlp.add_pipe("icd_linker", config={"channels": LINKER_CHANNELS})
     with with_temporary_encoder(base_encoder, part_dir) as folder:  # checks SHA256SUMS and the base first
-        linker.initialize(catalog=catalog, bi_encoder=str(folder), synonyms=synonyms, progress=progress)
+        cross = str(materialize_reranker(folder, rerank_dir, Path(folder).parent / "reranker")) if rerank_dir else None
+        linker.initialize(catalog=catalog, bi_encoder=str(folder), cross_encoder=cross, synonyms=synonyms,
+                          progress=progress)
     measured = card.get("index") or {"catalog": LINKER_DEFAULT_CATALOG, "synonyms": []}
     same_index = catalog == measured.get("catalog") and not synonyms and not measured.get("synonyms")
+    figures = {**card.get("figures", {}), **((rerank_card or {}).get("figures") or {})}
     nlp.meta.update({
         "name": _meta_name(spec.name, nlp.lang), "version": card.get("version") or __version__,
         "description": spec.description, "author": "spacy-clinalign", "license": "MIT",
         "sources": LINKER_SOURCES + list(card.get("sources", [])) + [f"catalogue: {catalog}"]
         + [f"synonyms: {s}" for s in synonyms],
-        "performance": _numeric(card.get("figures")) if same_index else {},
+        "performance": _numeric(figures) if same_index else {},
         "spacy_clinalign": {**_part_meta(card, part_dir), "catalog": catalog, "synonyms": list(synonyms), "codes": len(linker.linker.catalog),
-                            "figures": card.get("figures", {}) if same_index else
+                            "reranker": _part_meta(rerank_card, rerank_dir) if rerank_dir else None,
+                            "figures": figures if same_index else
                             f"the card's figures were measured on catalogue {measured.get('catalog')!r} without "
                             f"synonyms; this build indexes {catalog!r} with {len(synonyms)} synonym file(s), so "
                             "they do not apply"},
     })
     return nlp
+
+
+def add_reranker(pipeline_dir: Union[str, Path], out_dir: Optional[Union[str, Path]] = None,
+                 weights_dir: Path = WEIGHTS_DIR) -> Path:
+    """Give a built es_icd_linker (e.g. one built with `--no-reranker`) the shipped reranker, rebuilt over the
+    pipeline's own bi-encoder, without indexing the catalogue again; saved to `out_dir` (default: in place).
+    Refused unless the pipeline was built from the shipped linker part the reranker was trained over."""
+    import tempfile
+
+    from ..linking.cross_encoder import CrossEncoder
+    from .checksums import part_digest
+
+    pipeline_dir = Path(pipeline_dir)
+    part_dir = shipped_part(PIPELINES["es_icd_linker"], weights_dir)
+    rerank_dir = reranker_part(part_dir)
+    if rerank_dir is None:
+        raise NotShippedError(f"no reranker ({RERANKER_PART}) is shipped in {weights_dir}")
+    nlp = spacy.load(pipeline_dir)
+    if "icd_linker" not in nlp.pipe_names:
+        raise ValueError(f"{pipeline_dir} has no icd_linker component")
+    built_from = (nlp.meta.get("spacy_clinalign") or {})
+    if built_from.get("weights_sha256") != part_digest(part_dir.parent, part_dir.name):
+        raise ValueError(f"{pipeline_dir} was not built from the shipped {part_dir.name} part the reranker was "
+                         f"trained over (its meta names part {built_from.get('part')!r}); rebuild it with "
+                         "`pipelines build --only es_icd_linker`")
+    pipe = nlp.get_pipe("icd_linker")
+    rerank_card = read_card(rerank_dir)
+    with tempfile.TemporaryDirectory(prefix="clinalign-reranker-") as tmp:
+        folder = materialize_reranker(pipeline_dir / "icd_linker" / "bi_encoder", rerank_dir, Path(tmp) / "reranker")
+        pipe._require().cross_encoder = CrossEncoder(folder, device=pipe.cfg["device"])
+        pipe.cfg["rerank"] = True
+        meta = nlp.meta["spacy_clinalign"]
+        meta["reranker"] = _part_meta(rerank_card, rerank_dir)
+        if isinstance(meta.get("figures"), dict):  # the card's figures apply to this index
+            meta["figures"] = {**meta["figures"], **(rerank_card.get("figures") or {})}
+            nlp.meta["performance"] = _numeric(meta["figures"])
+        return save_pipeline(nlp, Path(out_dir) if out_dir else pipeline_dir)
 
 
 def smoke_test(nlp: Language) -> str:
@@ -201,7 +259,8 @@ def save_pipeline(nlp: Language, out_path: Path) -> Path:
 
 def build_pipelines(out_dir: Union[str, Path], only: Optional[Sequence[str]] = None, encoder: Optional[str] = None,
                     catalog: str = "icd10cm+cie10", synonyms: Sequence[str] = (), weights_dir: Path = WEIGHTS_DIR,
-                    progress: bool = True, log: Optional[Callable[[str], None]] = None) -> Dict[str, Path]:
+                    progress: bool = True, log: Optional[Callable[[str], None]] = None,
+                    reranker: bool = True) -> Dict[str, Path]:
     """Build each pipeline (or those in `only`) into `out_dir / NAME`; returns the ones built. A pipeline
     whose part is not shipped is reported and skipped, unless it was asked for by name (then an error).
     Messages go to `log` (default: stdout, written around the progress bar)."""
@@ -225,7 +284,8 @@ def build_pipelines(out_dir: Union[str, Path], only: Optional[Sequence[str]] = N
         bar.set_postfix_str(f"{name}: encoder")
         try:
             if name == "es_icd_linker":
-                nlp = linker_pipeline(shipped_part(spec, weights_dir), base, catalog, synonyms, progress=progress)
+                nlp = linker_pipeline(shipped_part(spec, weights_dir), base, catalog, synonyms, progress=progress,
+                                      reranker=reranker)
             else:
                 nlp = pipeline_from_part(shipped_part(spec, weights_dir), base, spec)
         except NotShippedError as err:

@@ -7,7 +7,13 @@ from a pipeline it also keeps the pipeline's config and its components' non-enco
 spaCy's own msgpack, data only). `apply_delta` refuses before it changes anything when the part's files do
 not match SHA256SUMS, when the base encoder is another model (model type, vocabulary size, hidden size,
 layer count, or the numbers of its untouched tensors), or when a tensor's name or shape is not the base's.
-A delta holds the trained values themselves, so applying it twice gives the same encoder."""
+A delta holds the trained values themselves, so applying it twice gives the same encoder; except for the
+matrices a low-rank training changed (LoRA): with `rank`, a 2-D change that is of that rank (within
+`LOW_RANK_TOL`) is stored as two factors U (out x r) and V (r x in), W = W_base + U V, and the card keeps the
+base matrix's statistics, so such a delta is refused by any encoder whose matrix is not the base's (another
+model, or one the delta was already applied to). A reranker (a sequence classifier) ships the same way over
+the bi-encoder it was trained from, its classification head stored in full."""
+import json
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -28,6 +34,12 @@ DELTA_NAME = "delta.safetensors"
 CONFIG_NAME = "config.cfg"
 HEADS_NAME = "heads.msgpack"
 DELTA_FORMAT = "spacy-clinalign-delta/1"
+LOW_RANK_FORMAT = "spacy-clinalign-delta/2"  # /1 plus low-rank factor pairs
+LOW_RANK_U, LOW_RANK_V = ".low_rank_u", ".low_rank_v"
+# A change is shipped as factors only if the rank-r truncation keeps it to this relative Frobenius error
+# (a merged LoRA change is exactly rank r: its error is float32 round-off); otherwise it is stored in full.
+LOW_RANK_TOL = 1e-3
+SEQUENCE_CLASSIFIER = "ForSequenceClassification"
 # Trained parameters a base may lack without harm: the pooler is never read (tokens are pooled from
 # the hidden states), position_ids are buffers some transformers versions save and others recompute.
 IGNORED_PREFIXES = ("pooler.",)
@@ -128,6 +140,33 @@ def load_base_encoder(path: Union[str, Path]):
     return load_local_encoder(resolve_encoder(str(path)), {"use_fast": True}, {})
 
 
+def is_sequence_classifier(path: Union[str, Path]) -> bool:
+    """A Hugging Face folder saved from a *ForSequenceClassification model (the linker's reranker)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        architectures = json.loads(config.read_text(encoding="utf8")).get("architectures") or []
+    except (json.JSONDecodeError, AttributeError):
+        raise ValueError(f"{config} is not a JSON object") from None
+    return any(str(a).endswith(SEQUENCE_CLASSIFIER) for a in architectures)
+
+
+def load_sequence_classifier(path: Union[str, Path]):
+    """(model, tokenizer) of a local folder as a one-logit sequence classifier, safetensors weights only.
+    From an encoder folder (a bi-encoder) the head is new (random): a reranker delta replaces all of it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ..encoders import check_encoder_folder, quiet_transformers
+
+    folder = check_encoder_folder(str(path), "reranker")
+    with quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=1, local_files_only=True,
+                                                                   use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    return model.eval(), tokenizer
+
+
 def _trained_state(trained: Union[str, Path, Language, Mapping]) -> Tuple[Dict[str, torch.Tensor], Optional[Language]]:
     if isinstance(trained, Mapping):
         return dict(trained), None
@@ -135,6 +174,8 @@ def _trained_state(trained: Union[str, Path, Language, Mapping]) -> Tuple[Dict[s
         import spacy
 
         if not (Path(trained) / "config.cfg").is_file():
+            if is_sequence_classifier(trained):  # the linker's reranker
+                return dict(load_sequence_classifier(trained)[0].state_dict()), None
             if (Path(trained) / "config.json").is_file():  # a bare Hugging Face encoder (the linker's bi-encoder)
                 return dict(load_base_encoder(trained).transformer.state_dict()), None
             raise ValueError(f"{trained} is neither a saved spaCy pipeline (config.cfg) nor a Hugging Face "
@@ -147,18 +188,36 @@ def _trained_state(trained: Union[str, Path, Language, Mapping]) -> Tuple[Dict[s
 
 
 # --- extract -------------------------------------------------------------------------------------------
+def low_rank_factors(change: torch.Tensor, rank: int) -> Optional[Tuple[torch.Tensor, torch.Tensor, float]]:
+    """(U, V, relative error) with U @ V the best rank-`rank` approximation of a 2-D `change`, or None when
+    the factors would not be smaller than the matrix."""
+    rows, cols = change.shape
+    if rank * (rows + cols) >= rows * cols:
+        return None
+    u, s, vh = torch.linalg.svd(change.double(), full_matrices=False)
+    u, v = u[:, :rank] * s[:rank], vh[:rank]
+    norm = float(change.double().norm())
+    error = float((change.double() - u @ v).norm()) / norm if norm > 0 else 0.0
+    return u.float(), v.float(), error
+
+
 def extract_delta(trained: Union[str, Path, Language, Mapping], base_encoder: Union[str, Path],
                   out_dir: Union[str, Path], card: Optional[Dict[str, Any]] = None,
-                  atol: float = 0.0) -> Dict[str, Any]:
+                  atol: float = 0.0, rank: Optional[int] = None) -> Dict[str, Any]:
     """Write `out_dir` (a part folder): delta.safetensors with the trained tensors that differ from the base by
     more than `atol`, as fp16; from a pipeline also config.cfg and heads.msgpack; card.json + MODEL_CARD.md.
+    With `rank`, 2-D changes of at most that rank go as factor pairs (module docstring). A reranker folder
+    is diffed against `base_encoder` loaded as a sequence classifier (its head in full).
     Returns the card. Run `update_checksums(out_dir.parent, out_dir.name)` (the CLI does) to ship it."""
     from safetensors.torch import save_file
 
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"rank must be a positive integer, got {rank!r}")
     state, nlp = _trained_state(trained)
-    base = load_base_encoder(base_encoder).transformer
+    reranker = isinstance(trained, (str, Path)) and is_sequence_classifier(trained)
+    base = load_sequence_classifier(base_encoder)[0] if reranker else load_base_encoder(base_encoder).transformer
     base_state = base.state_dict()
-    delta, unknown, reshaped = {}, [], []
+    delta, unknown, reshaped, low_rank = {}, [], [], {}
     for name, tensor in state.items():
         if _ignored(name) or not tensor.is_floating_point():
             continue
@@ -168,8 +227,15 @@ def extract_delta(trained: Union[str, Path, Language, Mapping], base_encoder: Un
         if tensor.shape != base_state[name].shape:
             reshaped.append(f"{name} {tuple(tensor.shape)} vs base {tuple(base_state[name].shape)}")
             continue
-        diff = (tensor.detach().float().cpu() - base_state[name].detach().float().cpu()).abs().max()
-        if float(diff) > atol:
+        change = tensor.detach().float().cpu() - base_state[name].detach().float().cpu()
+        if float(change.abs().max()) <= atol:
+            continue
+        factors = low_rank_factors(change, rank) if rank is not None and change.dim() == 2 else None
+        if factors is not None and factors[2] <= LOW_RANK_TOL:
+            delta[name + LOW_RANK_U] = factors[0].to(torch.float16).contiguous()
+            delta[name + LOW_RANK_V] = factors[1].to(torch.float16).contiguous()
+            low_rank[name] = {"error": factors[2], "base": _stats(base_state[name])}
+        else:
             delta[name] = tensor.detach().cpu().to(torch.float16).contiguous()
     if unknown or reshaped:
         raise DeltaMismatchError(f"the trained encoder is not built on {base_encoder}: "
@@ -181,13 +247,20 @@ def extract_delta(trained: Union[str, Path, Language, Mapping], base_encoder: Un
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    save_file(delta, str(out_dir / DELTA_NAME), metadata={"format": DELTA_FORMAT})
+    delta_format = LOW_RANK_FORMAT if low_rank else DELTA_FORMAT
+    save_file(delta, str(out_dir / DELTA_NAME), metadata={"format": delta_format})
     card = dict(card or {})
     card["name"] = out_dir.name
-    card["base"] = {"name": Path(resolve_encoder(str(base_encoder))).name, **base_identity(base),
-                    "fingerprint": fingerprint(base_state, skip=delta)}
+    card["base"] = {"name": card.pop("base_name", None) or Path(resolve_encoder(str(base_encoder))).name,
+                    **base_identity(base), "fingerprint": fingerprint(base_state, skip=set(delta) | set(low_rank))}
     card["delta"] = {"file": DELTA_NAME, "dtype": "float16", "tensors": len(delta),
-                     "parameters": int(sum(t.numel() for t in delta.values())), "format": DELTA_FORMAT}
+                     "parameters": int(sum(t.numel() for t in delta.values())), "format": delta_format}
+    if reranker:
+        card["kind"] = "reranker"
+    if low_rank:
+        card["delta"]["low_rank"] = {"rank": rank, "matrices": len(low_rank),
+                                     "max_relative_error": max(v["error"] for v in low_rank.values()),
+                                     "base": {name: v["base"] for name, v in low_rank.items()}}
     if nlp is not None:
         encoder_component, _ = find_encoder(nlp)
         heads = {}
@@ -271,8 +344,8 @@ def read_delta(part_dir: Union[str, Path]) -> Tuple[Dict[str, Any], Dict[str, to
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except Exception as err:  # safetensors raises its own error types for a malformed header
         raise ValueError(f"{path} is not a safetensors file ({type(err).__name__}: {err})") from None
-    if meta.get("format") != DELTA_FORMAT:
-        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {DELTA_FORMAT!r}")
+    if meta.get("format") not in (DELTA_FORMAT, LOW_RANK_FORMAT):
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {DELTA_FORMAT!r} or {LOW_RANK_FORMAT!r}")
     return card, tensors
 
 
@@ -283,6 +356,7 @@ def apply_delta(hf_model: torch.nn.Module, part_dir: Union[str, Path]) -> Dict[s
     card, tensors = read_delta(part_dir)
     _check_base(card, hf_model, where)
     params = dict(hf_model.state_dict(keep_vars=True))
+    changes = _low_rank_changes(card, tensors, params, where)
     for name, tensor in tensors.items():
         if name not in params:
             raise DeltaMismatchError(f"{where}: refused, tensor {name!r} is not a parameter of this encoder")
@@ -294,7 +368,61 @@ def apply_delta(hf_model: torch.nn.Module, part_dir: Union[str, Path]) -> Dict[s
     with torch.no_grad():
         for name, tensor in tensors.items():
             params[name].copy_(tensor.to(dtype=params[name].dtype, device=params[name].device))
+        for name, change in changes.items():
+            params[name].add_(change.to(dtype=params[name].dtype, device=params[name].device))
     return card
+
+
+def _low_rank_changes(card: Dict[str, Any], tensors: Dict[str, torch.Tensor], params: Mapping[str, torch.Tensor],
+                      where: str) -> Dict[str, torch.Tensor]:
+    """Pop the factor pairs out of `tensors` and return their products, once each target matrix is checked
+    to be the base's (so a low-rank change is never added to another model, nor added twice)."""
+    base_stats = ((card.get("delta") or {}).get("low_rank") or {}).get("base") or {}
+    names = {n[:-len(LOW_RANK_U)] for n in tensors if n.endswith(LOW_RANK_U)}
+    names |= {n[:-len(LOW_RANK_V)] for n in tensors if n.endswith(LOW_RANK_V)}
+    changes = {}
+    for name in sorted(names):
+        u, v = tensors.pop(name + LOW_RANK_U, None), tensors.pop(name + LOW_RANK_V, None)
+        if u is None or v is None:
+            raise DeltaMismatchError(f"{where}: refused, the low-rank change of {name!r} lacks one of its two factors")
+        if name not in params or name not in base_stats:
+            raise DeltaMismatchError(f"{where}: refused, the low-rank change of {name!r} has no matching "
+                                     + ("parameter in this encoder" if name not in params else "base statistics on the card"))
+        target = params[name]
+        if u.dim() != 2 or v.dim() != 2 or (u.shape[0], v.shape[1]) != tuple(target.shape) or u.shape[1] != v.shape[0]:
+            raise DeltaMismatchError(f"{where}: refused, the factors of {name!r} ({tuple(u.shape)} x {tuple(v.shape)}) "
+                                     f"do not make its shape {tuple(target.shape)}")
+        if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(v).all())):
+            raise DeltaMismatchError(f"{where}: refused, the factors of {name!r} hold NaN or infinite values")
+        want, got = base_stats[name], _stats(target)
+        scale = 1e-3 * want["mean_abs"] + 1e-6
+        if abs(got["mean"] - want["mean"]) > scale or abs(got["mean_abs"] - want["mean_abs"]) > scale:
+            raise DeltaMismatchError(
+                f"{where}: refused, {name!r} is not the delta's base matrix (mean |w| {got['mean_abs']:.6g}, the "
+                f"base's {want['mean_abs']:.6g}): another model, or a delta already applied")
+        changes[name] = u.float() @ v.float()
+    return changes
+
+
+def materialize_reranker(bi_encoder: Union[str, Path], part_dir: Union[str, Path],
+                         out_dir: Union[str, Path]) -> Path:
+    """The bi-encoder folder as a sequence classifier + a reranker delta, saved at `out_dir`. The delta must
+    carry the whole classification head (a new head is random)."""
+    card, tensors = read_delta(part_dir)
+    if card.get("kind") != "reranker":
+        raise ValueError(f"{part_dir} is not a reranker part (its card's kind is {card.get('kind')!r})")
+    model, tokenizer = load_sequence_classifier(bi_encoder)
+    prefix = model.base_model_prefix + "."
+    head = [n for n in model.state_dict() if not n.startswith(prefix)]
+    missing = [n for n in head if n not in tensors]
+    if missing:
+        raise DeltaMismatchError(f"delta {part_dir}: refused, it lacks the classification head's {missing} "
+                                 "(a head it does not carry would stay random)")
+    apply_delta(model, part_dir)
+    out_dir = Path(out_dir)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    return out_dir
 
 
 def materialize_encoder(base_encoder: Union[str, Path], part_dir: Union[str, Path],
