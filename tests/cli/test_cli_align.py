@@ -92,3 +92,29 @@ def test_evaluate_gold_sets_refuses_a_malformed_record_unless_asked_to_skip_it(t
     assert "en-ja: 1 malformed gold records left out" in printed and "kftt.jsonl:2" in printed
     (row,) = json.loads(out.read_text(encoding="utf8"))
     assert row["pairs"] == 2 and row["skipped"] == 1
+
+
+def test_every_project_command_of_ours_parses():
+    """Each `python -m spacy_clinalign ...` line of project.yml (vars filled in) is accepted by our CLI's parser,
+    so a renamed or mistyped flag in a workflow fails here, not an hour into `spacy project run`."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from weasel.util import load_project_config
+
+    from spacy_clinalign.cli import build_parser
+
+    config = load_project_config(Path(__file__).resolve().parents[2], interpolate=True)
+    parser = build_parser()
+    checked = 0
+    for command in config["commands"]:
+        for line in command.get("script", []):
+            words = shlex.split(line)
+            if words[:3] != ["python", "-m", "spacy_clinalign"]:
+                continue
+            assert not re.search(r"\$\{", line), line
+            args = words[3:words.index("&&")] if "&&" in words else words[3:]
+            parser.parse_args(args)  # argparse exits (SystemExit) on an unknown command or flag
+            checked += 1
+    assert checked >= 20
