@@ -208,6 +208,8 @@ class IcdLinker(Pipe):
             self.linker = CodeLinker.from_disk(path, channels=cfg["channels"], index_kind=cfg["index_kind"],
                                                query_prefix=cfg["query_prefix"], passage_prefix=cfg["passage_prefix"],
                                                device=cfg["device"], exclude=exclude)
+            # the engine may fall back to BM25 (bi-encoder excluded); predict links by cfg["channels"]
+            self.cfg["channels"] = self.linker.channels
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:

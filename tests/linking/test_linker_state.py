@@ -30,5 +30,6 @@ def test_component_honours_exclude(link_encoder, tmp_path):  # noqa: F811
     assert other.cfg["top_k"] == 3 and other.linker.bi_encoder is not None
     bm25_only = spacy.blank("es").add_pipe("icd_linker").from_disk(tmp_path / "full", exclude=["bi_encoder"])
     assert bm25_only.linker.bi_encoder is None and bm25_only.linker.channels == "bm25"
+    assert bm25_only.cfg["channels"] == "bm25"  # what predict links with
     doc = bm25_only(make_doc(spacy.blank("es")))
     assert doc.ents[0]._.icd_candidates[0]["code"] == "J18.9"

@@ -141,15 +141,20 @@ def test_release_free_heap_returns_freed_blocks_that_live_objects_pin():
         proc = psutil.Process()
         big = numpy.ones(16 * 2**20, dtype=numpy.uint8); del big  # raises glibc's mmap threshold to 16 MiB
         blocks, pins = [], []
+        start = proc.memory_info().rss
         for _ in range(200):
             blocks.append(numpy.ones(2**20, dtype=numpy.uint8))  # 1 MiB, now from the heap
             pins.append(bytearray(4096))  # lives on, after the block (above pymalloc's 512 bytes: from malloc)
         del blocks
         before = proc.memory_info().rss
         released = release_free_heap()
-        print(json.dumps({"freed": before - proc.memory_info().rss, "released": released}))
+        print(json.dumps({"held": before - start, "freed": before - proc.memory_info().rss, "released": released}))
     """)
     assert result["released"]
+    if result["held"] < 150 * 2**20:
+        # The kernel took the freed, idle pages back by itself before the call (proactive reclaim such as DAMON
+        # on a loaded machine): there is nothing left for release_free_heap to hand back, so nothing to measure.
+        pytest.skip(f"only {result['held'] / 2**20:.0f} MiB of the 200 freed MiB were still resident")
     assert result["freed"] > 100 * 2**20, f"only {result['freed'] / 2**20:.0f} MiB released"
 
 
