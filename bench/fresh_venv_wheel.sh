@@ -15,15 +15,22 @@ PACKAGE=$(basename "$WHEEL" | cut -d- -f1)
 mkdir -p "$WORK" && cd "$WORK"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# The aligner: links of two sentence pairs; the NER pipeline: the spans of two sentences.
 SNIPPET='
 import sys, json, spacy
 from spacy_clinalign.pairs import pair_from_words
 nlp = spacy.load(sys.argv[1])
-pairs = [("el paciente presenta fiebre y tos seca desde hace tres días .".split(),
-          "the patient has had fever and a dry cough for three days .".split()),
-         ("se realizó una tomografía computarizada de tórax sin contraste .".split(),
-          "a chest computed tomography without contrast was performed .".split())]
-out = [sorted(map(list, d._.alignment.pairs())) for d in nlp.pipe(pair_from_words(nlp.vocab, s, t) for s, t in pairs)]
+if "clinical_aligner" in nlp.pipe_names:
+    pairs = [("el paciente presenta fiebre y tos seca desde hace tres días .".split(),
+              "the patient has had fever and a dry cough for three days .".split()),
+             ("se realizó una tomografía computarizada de tórax sin contraste .".split(),
+              "a chest computed tomography without contrast was performed .".split())]
+    out = [sorted(map(list, d._.alignment.pairs())) for d in nlp.pipe(pair_from_words(nlp.vocab, s, t) for s, t in pairs)]
+else:
+    key = nlp.get_pipe("bio_ner_cnn").cfg["spans_key"]
+    texts = ["Paciente de 67 años con neumonía adquirida en la comunidad y fiebre alta de tres días.",
+             "Se realizó una tomografía computarizada de tórax que mostró un derrame pleural bilateral."]
+    out = [[(s.start_char, s.end_char, s.label_) for s in (d.spans[key] if key else d.ents)] for d in nlp.pipe(texts)]
 print(json.dumps(out))
 '
 start=$(date +%s)
@@ -39,7 +46,7 @@ start=$(date +%s)
 # A fresh HOME and XDG cache: no imported encoder, no Hugging Face cache; cwd holds nothing.
 got=$(cd run && env -i PATH=/usr/bin:/bin HOME="$WORK/empty-home" XDG_CACHE_HOME="$WORK/empty-cache" \
       HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$WORK/venv/bin/python" -c "$SNIPPET" "$PACKAGE" 2>/dev/null)
-echo "load + align 2 pairs in the fresh venv: $(( $(date +%s) - start )) s"
+echo "load + run 2 examples in the fresh venv: $(( $(date +%s) - start )) s"
 echo "files in the fresh HOME and cache after loading (0: no encoder cache was read or written): $(find "$WORK/empty-cache" "$WORK/empty-home" -mindepth 1 | wc -l)"
 echo "built folder: $expected"
 echo "wheel:        $got"

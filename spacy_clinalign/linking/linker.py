@@ -12,6 +12,18 @@ from .cross_encoder import CrossEncoder
 from .indexes import DenseIndex, Hit, LexicalIndex
 
 CHANNELS = ("dense", "bm25", "hybrid")
+# MultipleNegativesRankingLoss's scale (sentence-transformers' default, what train-bi-encoder uses): the
+# bi-encoder's candidate distribution is softmax(20 * cosine)
+RETRIEVAL_SCALE = 20.0
+
+
+def rerank_probabilities(logits: Sequence[float], retrieval_scores: Sequence[float],
+                         retrieval_weight: float = 0.0) -> numpy.ndarray:
+    """One query's candidates: softmax((1 - w) * reranker logits + w * RETRIEVAL_SCALE * retrieval scores)."""
+    mixed = (1.0 - retrieval_weight) * numpy.asarray(logits, dtype="float32")
+    if retrieval_weight:
+        mixed = mixed + retrieval_weight * RETRIEVAL_SCALE * numpy.asarray(retrieval_scores, dtype="float32")
+    return softmax(mixed)
 
 
 @dataclass
@@ -113,8 +125,16 @@ class CodeLinker:
         return self
 
     def link(self, queries: Sequence[str], k: int = 10, rerank: bool = True,
-             channels: Optional[str] = None) -> List[List[Candidate]]:
-        """Ranked candidates per query (best first); an empty list when a channel finds nothing."""
+             channels: Optional[str] = None, retrieval_weight: float = 0.0) -> List[List[Candidate]]:
+        """Ranked candidates per query (best first); an empty list when a channel finds nothing.
+
+        With the reranker, a candidate's score is its probability under softmax((1 - w) * reranker logit +
+        w * RETRIEVAL_SCALE * retrieval score), w = `retrieval_weight`: 0 ranks by the reranker alone, 1 keeps
+        the retrieval order; in between, a reranker trained on few steps is tempered by the bi-encoder's own
+        evidence (a log-linear mix of the two distributions; the scale is the bi-encoder's training scale, so
+        this is meant for the dense channel's cosines)."""
+        if not 0.0 <= retrieval_weight <= 1.0:
+            raise ValueError(f"retrieval_weight must be within [0, 1], got {retrieval_weight}")
         hits = self.retrieve(queries, k, channels)
         results = [[Candidate(code, score, self.describe(code, row), score) for code, score, row in per]
                    for per in hits]
@@ -125,7 +145,8 @@ class CodeLinker:
             for per in results:
                 if not per:
                     continue
-                probs = softmax(logits[offset:offset + len(per)])
+                probs = rerank_probabilities(logits[offset:offset + len(per)],
+                                             [c.retrieval_score for c in per], retrieval_weight)
                 offset += len(per)
                 for cand, prob in zip(per, probs):
                     cand.score = float(prob)

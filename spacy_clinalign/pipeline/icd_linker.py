@@ -45,6 +45,7 @@ from ..scoring.linking import NIL, score_linking
         "device": None,
         "quantize": "none",
         "rerank_max_length": 96,
+        "rerank_retrieval_weight": 0.0,
         "scorer": {"@scorers": "spacy-clinalign.linking_scorer.v1"},
     },
     default_score_weights={"link_exact_f": 1.0, "link_category_f": 0.0, "link_chapter_f": 0.0,
@@ -53,11 +54,13 @@ from ..scoring.linking import NIL, score_linking
 def make_icd_linker(nlp: Language, name: str, spans_key: Optional[str], labels: List[str], top_k: int,
                     channels: str, rerank: bool, threshold: float, context_window: int, batch_size: int,
                     index_kind: str, query_prefix: str, passage_prefix: str, device: Optional[str],
-                    quantize: str, rerank_max_length: int, scorer: Optional[Callable]) -> "IcdLinker":
+                    quantize: str, rerank_max_length: int, rerank_retrieval_weight: float,
+                    scorer: Optional[Callable]) -> "IcdLinker":
     return IcdLinker(nlp.vocab, name, spans_key=spans_key, labels=labels, top_k=top_k, channels=channels,
                      rerank=rerank, threshold=threshold, context_window=context_window, batch_size=batch_size,
                      index_kind=index_kind, query_prefix=query_prefix, passage_prefix=passage_prefix,
-                     device=device, quantize=quantize, rerank_max_length=rerank_max_length, scorer=scorer)
+                     device=device, quantize=quantize, rerank_max_length=rerank_max_length,
+                     rerank_retrieval_weight=rerank_retrieval_weight, scorer=scorer)
 
 
 class IcdLinker(Pipe):
@@ -66,13 +69,15 @@ class IcdLinker(Pipe):
                  threshold: float = 0.0, context_window: int = 0, batch_size: int = 256,
                  index_kind: str = "exact", query_prefix: str = "query: ", passage_prefix: str = "passage: ",
                  device: Optional[str] = None, quantize: str = "none", rerank_max_length: int = 96,
-                 scorer: Optional[Callable] = None) -> None:
+                 rerank_retrieval_weight: float = 0.0, scorer: Optional[Callable] = None) -> None:
         if channels not in CHANNELS:
             raise ValueError(f"icd_linker: channels must be one of {CHANNELS}, not {channels!r}")
         if quantize not in QUANTIZE_MODES:
             raise ValueError(f"icd_linker: quantize must be one of {QUANTIZE_MODES}, not {quantize!r}")
         if top_k < 1:
             raise ValueError(f"icd_linker: top_k must be >= 1, not {top_k}")
+        if not 0.0 <= rerank_retrieval_weight <= 1.0:
+            raise ValueError(f"icd_linker: rerank_retrieval_weight must be within [0, 1], not {rerank_retrieval_weight}")
         register_extensions()
         self.vocab = vocab
         self.name = name
@@ -81,7 +86,7 @@ class IcdLinker(Pipe):
                     "rerank": rerank, "threshold": threshold, "context_window": context_window,
                     "batch_size": batch_size, "index_kind": index_kind, "query_prefix": query_prefix,
                     "passage_prefix": passage_prefix, "device": device, "quantize": quantize,
-                    "rerank_max_length": rerank_max_length}
+                    "rerank_max_length": rerank_max_length, "rerank_retrieval_weight": rerank_retrieval_weight}
         self.scorer = scorer
 
     # --- set-up ---------------------------------------------------------------------------------------
@@ -152,7 +157,8 @@ class IcdLinker(Pipe):
         for start in range(0, len(queries), step):
             # cfg["channels"] is read on each call, so a loaded pipeline can switch (both indexes are built)
             flat.extend(linker.link(queries[start:start + step], k=self.cfg["top_k"], rerank=self.cfg["rerank"],
-                                    channels=self.cfg["channels"]))
+                                    channels=self.cfg["channels"],
+                                    retrieval_weight=self.cfg.get("rerank_retrieval_weight", 0.0)))
         out, offset = [], 0
         for spans in mentions:
             out.append([[c.to_dict() for c in per] for per in flat[offset:offset + len(spans)]])

@@ -131,10 +131,15 @@ def make_linking_scorer() -> Callable:
     return score_linking
 
 
-def evaluate_linking_systems(nlp, mentions, systems: Sequence[str], k: int = 10, batch_size: int = 256) -> Dict:
+def evaluate_linking_systems(nlp, mentions, systems: Sequence[str], k: int = 10, batch_size: int = 256,
+                             retrieval_weight: Optional[float] = None) -> Dict:
     """The paper's table over gold mentions: one row per system (see SYSTEMS), each run through the
-    pipeline's own icd_linker engine, with mentions/s."""
-    linker = nlp.get_pipe("icd_linker")._require()
+    pipeline's own icd_linker engine, with mentions/s. Reranked systems mix in the retrieval score as the
+    pipeline does (its `rerank_retrieval_weight`), unless `retrieval_weight` is given."""
+    pipe = nlp.get_pipe("icd_linker")
+    linker = pipe._require()
+    if retrieval_weight is None:
+        retrieval_weight = pipe.cfg.get("rerank_retrieval_weight", 0.0)
     queries = [format_query(m.text) for m in mentions]
     golds = [m.codes for m in mentions]
     rows, timings = {}, {}
@@ -147,7 +152,8 @@ def evaluate_linking_systems(nlp, mentions, systems: Sequence[str], k: int = 10,
         start = time.perf_counter()
         ranked = []
         for i in range(0, len(queries), batch_size):
-            ranked.extend(linker.link(queries[i:i + batch_size], k=k, rerank=rerank, channels=channels))
+            ranked.extend(linker.link(queries[i:i + batch_size], k=k, rerank=rerank, channels=channels,
+                                      retrieval_weight=retrieval_weight))
         timings[system] = len(queries) / (time.perf_counter() - start)
         rows[system] = evaluate_rankings(golds, [[c.code for c in per] for per in ranked])
     return {"rows": rows, "mentions_per_s": timings, "n": len(mentions)}

@@ -137,6 +137,10 @@ def pipeline_from_part(part_dir: Path, base_encoder: Path, spec: Optional[Pipeli
 
 LINKER_CHANNELS = "dense"
 RERANKER_PART = "es_icd_reranker"
+# With the shipped reranker, each candidate's score mixes the reranker with the bi-encoder's cosine (icd_linker
+# `rerank_retrieval_weight`); 0.6 was the best exact F1 on DisTEMIST dev (0.455, against 0.405 for the bi-encoder
+# alone and 0.287 for the reranker alone; bench/rerank_fusion.py), a corpus apart from the card's CodiEsp dev.
+LINKER_RERANK_WEIGHT = 0.6
 
 
 def reranker_part(part_dir: Path) -> Optional[Path]:
@@ -164,7 +168,8 @@ def linker_pipeline(part_dir: Path, base_encoder: Path, catalog: str, synonyms: 
     nlp = spacy.blank(card.get("lang") or "es")
     # dense, not hybrid: chosen on DisTEMIST dev (exact F1 0.405 dense vs 0.345 hybrid, MAP@10 0.489 vs 0.444),
     # a corpus apart from the CodiEsp dev set the card reports (bench/RESULTS.md, session 7)
-    linker = nlp.add_pipe("icd_linker", config={"channels": LINKER_CHANNELS})
+    linker = nlp.add_pipe("icd_linker", config={"channels": LINKER_CHANNELS,
+                                                "rerank_retrieval_weight": LINKER_RERANK_WEIGHT if rerank_dir else 0.0})
     with with_temporary_encoder(base_encoder, part_dir) as folder:  # checks SHA256SUMS and the base first
         cross = str(materialize_reranker(folder, rerank_dir, Path(folder).parent / "reranker")) if rerank_dir else None
         linker.initialize(catalog=catalog, bi_encoder=str(folder), cross_encoder=cross, synonyms=synonyms,
@@ -217,6 +222,7 @@ def add_reranker(pipeline_dir: Union[str, Path], out_dir: Optional[Union[str, Pa
         folder = materialize_reranker(pipeline_dir / "icd_linker" / "bi_encoder", rerank_dir, Path(tmp) / "reranker")
         pipe._require().cross_encoder = CrossEncoder(folder, device=pipe.cfg["device"])
         pipe.cfg["rerank"] = True
+        pipe.cfg["rerank_retrieval_weight"] = LINKER_RERANK_WEIGHT
         meta = nlp.meta["spacy_clinalign"]
         meta["reranker"] = _part_meta(rerank_card, rerank_dir)
         if isinstance(meta.get("figures"), dict):  # the card's figures apply to this index

@@ -83,3 +83,45 @@ def test_icd_linker_quantize_setting(link_encoder, tmp_path):
     assert loaded.get_pipe("icd_linker").cfg["quantize"] == "int8"
     with pytest.raises(ValueError, match="quantize must be one of"):
         spacy.blank("es").add_pipe("icd_linker", config={"quantize": "fp8"})
+
+
+def test_rerank_probabilities_mix_reranker_and_retrieval_log_linearly():
+    from spacy_clinalign.linking.linker import RETRIEVAL_SCALE, rerank_probabilities
+
+    logits, cosines = [2.0, 0.0, -1.0], [0.80, 0.90, 0.85]
+    numpy.testing.assert_allclose(rerank_probabilities(logits, cosines, 0.0), numpy.exp(logits) / numpy.exp(logits).sum(),
+                                  rtol=1e-6)
+    by_retrieval = rerank_probabilities(logits, cosines, 1.0)
+    assert list(numpy.argsort(-by_retrieval)) == [1, 2, 0]  # the bi-encoder's order
+    mixed = rerank_probabilities(logits, cosines, 0.5)
+    want = numpy.exp(0.5 * numpy.array(logits) + 0.5 * RETRIEVAL_SCALE * numpy.array(cosines))
+    numpy.testing.assert_allclose(mixed, want / want.sum(), rtol=1e-5)
+    assert mixed.sum() == pytest.approx(1.0)
+
+
+def test_retrieval_weight_moves_the_ranking_from_the_reranker_to_the_retrieval_order(link_encoder):
+    linker = _linker(link_encoder, batch_size=8)
+    retrieved = linker.link(QUERIES, k=5, rerank=False)
+    reranked = linker.link(QUERIES, k=5, rerank=True)
+    kept = linker.link(QUERIES, k=5, rerank=True, retrieval_weight=1.0)
+    codes = lambda ranked: [[c.code for c in per] for per in ranked]  # noqa: E731
+    assert codes(kept) == codes(retrieved)
+    assert codes(reranked) != codes(retrieved)  # the (random-head) reranker reorders, so the weight matters
+    with pytest.raises(ValueError, match="retrieval_weight must be within"):
+        linker.link(QUERIES, k=5, retrieval_weight=1.5)
+
+
+def test_icd_linker_rerank_retrieval_weight_setting(link_encoder, tmp_path):
+    nlp = spacy.blank("es")
+    pipe = nlp.add_pipe("icd_linker", config={**NO_PREFIX, "rerank_retrieval_weight": 1.0})
+    pipe.initialize(catalog=catalog(), bi_encoder=str(link_encoder), cross_encoder=str(link_encoder))
+    doc = nlp(make_doc(nlp))
+    plain = spacy.blank("es")
+    bare = plain.add_pipe("icd_linker", config={**NO_PREFIX, "rerank": False})
+    bare.initialize(catalog=catalog(), bi_encoder=str(link_encoder))
+    want = plain(make_doc(plain))
+    assert [e.kb_id_ for e in doc.ents] == [e.kb_id_ for e in want.ents]  # weight 1: the retrieval's best code
+    nlp.to_disk(tmp_path / "p")
+    assert spacy.load(tmp_path / "p").get_pipe("icd_linker").cfg["rerank_retrieval_weight"] == 1.0
+    with pytest.raises(ValueError, match="rerank_retrieval_weight must be within"):
+        spacy.blank("es").add_pipe("icd_linker", config={"rerank_retrieval_weight": -0.1})

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from spacy_clinalign.cli import main
 from spacy_clinalign.linking.cross_encoder import CrossEncoder
 from spacy_clinalign.linking.training import train_cross_encoder
+from spacy_clinalign.shipping.build import LINKER_RERANK_WEIGHT
 from spacy_clinalign.shipping.deltas import (DeltaMismatchError, LOW_RANK_U, apply_delta, load_sequence_classifier,
                                              materialize_reranker, read_delta, update_checksums)
 from tests.shipping.test_shipped_linker import build_linker, write_catalog
@@ -122,6 +123,7 @@ def test_build_gives_the_linker_its_shipped_reranker(reranker_weights, tiny_enco
     nlp = spacy.load(build_linker(tmp_path / "out", tiny_encoder, reranker_weights, catalog))
     pipe = nlp.get_pipe("icd_linker")
     assert pipe.cfg["rerank"] and pipe.linker.cross_encoder is not None
+    assert pipe.cfg["rerank_retrieval_weight"] == pytest.approx(LINKER_RERANK_WEIGHT)  # chosen on DisTEMIST dev
     numpy.testing.assert_allclose(pipe.linker.cross_encoder.score(PAIRS), CrossEncoder(trained_reranker).score(PAIRS),
                                   atol=2e-3)
     assert nlp.meta["spacy_clinalign"]["reranker"]["part"] == "es_icd_reranker"
@@ -129,6 +131,7 @@ def test_build_gives_the_linker_its_shipped_reranker(reranker_weights, tiny_enco
           "--weights", str(reranker_weights), "--only", "es_icd_linker", "--no-progress", "--no-reranker"])
     plain = spacy.load(tmp_path / "plain" / "es_icd_linker")
     assert plain.get_pipe("icd_linker").linker.cross_encoder is None
+    assert plain.get_pipe("icd_linker").cfg["rerank_retrieval_weight"] == 0.0
     assert plain.meta["spacy_clinalign"]["reranker"] is None
 
 
@@ -164,6 +167,7 @@ def test_add_reranker_gives_a_built_linker_the_reranker_without_reindexing(reran
     numpy.testing.assert_allclose(pipe.linker.cross_encoder.score(PAIRS), CrossEncoder(trained_reranker).score(PAIRS),
                                   atol=2e-3)
     assert nlp.meta["spacy_clinalign"]["reranker"]["part"] == "es_icd_reranker"
+    assert pipe.cfg["rerank_retrieval_weight"] == pytest.approx(LINKER_RERANK_WEIGHT)
     assert (tmp_path / "ranked" / "icd_linker" / index_file.relative_to(plain / "icd_linker")).read_bytes() == index_bytes
     card_path = reranker_weights / "es_icd_linker" / "card.json"  # now another linker part than the pipeline's
     card_path.write_text(card_path.read_text().replace('"0.0.2"', '"0.0.9"'))
