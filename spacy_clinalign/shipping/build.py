@@ -201,7 +201,6 @@ def add_reranker(pipeline_dir: Union[str, Path], out_dir: Optional[Union[str, Pa
     import tempfile
 
     from ..linking.cross_encoder import CrossEncoder
-    from .checksums import part_digest
 
     pipeline_dir = Path(pipeline_dir)
     part_dir = shipped_part(PIPELINES["es_icd_linker"], weights_dir)

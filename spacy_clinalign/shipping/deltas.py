@@ -111,6 +111,12 @@ def fingerprint(state: Mapping[str, torch.Tensor], skip: Any = ()) -> Dict[str, 
     return {n: _stats(state[n]) for n in names[:FINGERPRINT_TENSORS]}
 
 
+def _same_stats(got: Dict[str, Any], want: Dict[str, Any]) -> bool:
+    """Whether a tensor's statistics are the recorded base's (fp16 and fp32 copies of the base agree this closely)."""
+    scale = 1e-3 * want["mean_abs"] + 1e-6
+    return abs(got["mean"] - want["mean"]) <= scale and abs(got["mean_abs"] - want["mean_abs"]) <= scale
+
+
 def _check_base(card: Dict[str, Any], hf_model: torch.nn.Module, where: str) -> None:
     want, have = card["base"], base_identity(hf_model)
     wrong = [f"{key}: the delta was made for {want[key]!r}, this encoder has {have[key]!r}"
@@ -124,8 +130,7 @@ def _check_base(card: Dict[str, Any], hf_model: torch.nn.Module, where: str) -> 
             raise DeltaMismatchError(f"{where}: refused, the encoder has no tensor {name!r} of shape {stats['shape']} "
                                      "that the delta's base has")
         got = _stats(state[name])
-        scale = 1e-3 * stats["mean_abs"] + 1e-6  # fp16 and fp32 copies of the base agree this closely
-        if abs(got["mean"] - stats["mean"]) > scale or abs(got["mean_abs"] - stats["mean_abs"]) > scale:
+        if not _same_stats(got, stats):
             raise DeltaMismatchError(
                 f"{where}: refused, the encoder has the base's shape but other weights: {name!r} has mean "
                 f"{got['mean']:.6g} / mean |w| {got['mean_abs']:.6g}, the delta's base {stats['mean']:.6g} / "
@@ -352,8 +357,13 @@ def read_delta(part_dir: Union[str, Path]) -> Tuple[Dict[str, Any], Dict[str, to
 def apply_delta(hf_model: torch.nn.Module, part_dir: Union[str, Path]) -> Dict[str, Any]:
     """Overwrite `hf_model`'s trained parameters with the part's delta; returns the card. Nothing is changed
     unless the checksums, the base identity and every tensor's name, shape and values check out."""
-    where = f"delta {part_dir}"
     card, tensors = read_delta(part_dir)
+    return _apply_tensors(hf_model, card, tensors, f"delta {part_dir}")
+
+
+def _apply_tensors(hf_model: torch.nn.Module, card: Dict[str, Any], tensors: Dict[str, torch.Tensor],
+                   where: str) -> Dict[str, Any]:
+    """apply_delta once the part is read: every check first, then the writes."""
     _check_base(card, hf_model, where)
     params = dict(hf_model.state_dict(keep_vars=True))
     changes = _low_rank_changes(card, tensors, params, where)
@@ -395,8 +405,7 @@ def _low_rank_changes(card: Dict[str, Any], tensors: Dict[str, torch.Tensor], pa
         if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(v).all())):
             raise DeltaMismatchError(f"{where}: refused, the factors of {name!r} hold NaN or infinite values")
         want, got = base_stats[name], _stats(target)
-        scale = 1e-3 * want["mean_abs"] + 1e-6
-        if abs(got["mean"] - want["mean"]) > scale or abs(got["mean_abs"] - want["mean_abs"]) > scale:
+        if not _same_stats(got, want):
             raise DeltaMismatchError(
                 f"{where}: refused, {name!r} is not the delta's base matrix (mean |w| {got['mean_abs']:.6g}, the "
                 f"base's {want['mean_abs']:.6g}): another model, or a delta already applied")
@@ -418,7 +427,7 @@ def materialize_reranker(bi_encoder: Union[str, Path], part_dir: Union[str, Path
     if missing:
         raise DeltaMismatchError(f"delta {part_dir}: refused, it lacks the classification head's {missing} "
                                  "(a head it does not carry would stay random)")
-    apply_delta(model, part_dir)
+    _apply_tensors(model, card, tensors, f"delta {part_dir}")
     out_dir = Path(out_dir)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
