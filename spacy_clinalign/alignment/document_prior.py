@@ -13,12 +13,14 @@ may still link within the neighbouring aligned blocks, so it costs only the sent
 token is cut off from linking.
 """
 from bisect import bisect_left
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy
 from spacy.tokens import Doc
 
+from ..token_arrays import token_flags
 from .matrix import PairScores, rectangles_mask, row_blocks
 
 Segment = Tuple[int, int]  # token range [start, end)
@@ -33,15 +35,16 @@ def segments_of(doc: Doc) -> List[Segment]:
         return []
     if doc.has_annotation("SENT_START"):
         return [(s.start, s.end) for s in doc.sents]
-    bounds, start = [], 0
-    for token in doc:
-        text = token.text
-        ends = (text.endswith(SENTENCE_END) and not _looks_like_abbreviation(text)) or (token.is_space and "\n" in text)
-        if ends and token.i + 1 < n:
-            bounds.append((start, token.i + 1))
-            start = token.i + 1
-    bounds.append((start, n))
-    return bounds
+    ends = numpy.flatnonzero(token_flags(doc, _ends_sentence)[:-1]) + 1
+    cuts = [0, *ends.tolist(), n]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+@lru_cache(maxsize=1 << 16)
+def _ends_sentence(text: str) -> bool:
+    """A token with this text closes a sentence: sentence punctuation (not an abbreviation), or a
+    whitespace token holding a line break."""
+    return (text.endswith(SENTENCE_END) and not _looks_like_abbreviation(text)) or (text.isspace() and "\n" in text)
 
 
 def _looks_like_abbreviation(text: str) -> bool:

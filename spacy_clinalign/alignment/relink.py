@@ -6,6 +6,7 @@ from typing import Optional
 import numpy
 from spacy.tokens import Doc
 
+from ..token_arrays import is_space_token
 from .alignment import Alignment
 from .blockwise import links_from_scores
 from .matrix import OUTSIDE_BAND, PairScores
@@ -35,9 +36,9 @@ def alignment_from_scores(pair: PairScores, method: str = "argmax", threshold: f
         keep = pair.cosine_cells(links[:, 0], links[:, 1]) > OUTSIDE_BAND
         # Whitespace tokens compete in extraction but never keep a link.
         if target is not None:
-            keep &= ~numpy.isin(links[:, 0], [t.i for t in target if t.is_space])
+            keep &= ~is_space_token(target)[links[:, 0]]
         if source is not None:
-            keep &= ~numpy.isin(links[:, 1], [t.i for t in source if t.is_space])
+            keep &= ~is_space_token(source)[links[:, 1]]
         links, probs = links[keep], probs[keep]
     n, m = pair.shape
     kept = store_matrix and pair.cosine is not None

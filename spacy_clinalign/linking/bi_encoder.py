@@ -9,7 +9,8 @@ import numpy
 
 from ..encoders import check_encoder_folder, quiet_transformers
 from ..torch_runtime import torch_device
-from .inference import inference_model
+from ..models.row_buckets import forward_by_length
+from .inference import inference_model, unique_texts
 
 
 class BiEncoder:
@@ -45,8 +46,10 @@ class BiEncoder:
         if kind not in ("query", "passage"):
             raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
         prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        # Each distinct text is encoded once (mentions repeat: "dolor", "fiebre"); sorting by length keeps
+        # padding low, and each batch runs in length sub-batches (models/row_buckets.py).
+        texts, copies = unique_texts(texts)
         out = numpy.zeros((len(texts), self.dim), dtype="float32")
-        # Sorting by length keeps padding low; results go back to their original rows.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         starts = range(0, len(texts), self.batch_size)
         if progress:
@@ -59,12 +62,12 @@ class BiEncoder:
                 rows = order[start:start + self.batch_size]
                 batch = self.tokenizer([prefix + texts[i] for i in rows], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt").to(self.device)
-                hidden = model(**batch).last_hidden_state
+                hidden = forward_by_length(model, dict(batch)).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 out[rows] = pooled.cpu().numpy()
-        return out
+        return out[copies]
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_int8"}

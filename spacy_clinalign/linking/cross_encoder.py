@@ -7,7 +7,8 @@ import numpy
 
 from ..encoders import check_encoder_folder, quiet_transformers
 from ..torch_runtime import torch_device
-from .inference import inference_model
+from ..models.row_buckets import forward_by_length
+from .inference import inference_model, unique_texts
 
 
 class CrossEncoder:
@@ -37,6 +38,7 @@ class CrossEncoder:
         and cut at `max_length` wordpieces."""
         import torch
 
+        pairs, copies = unique_texts([tuple(p) for p in pairs])  # a pair asked twice is scored once
         out = numpy.zeros((len(pairs),), dtype="float32")
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         model = inference_model(self)
@@ -45,8 +47,8 @@ class CrossEncoder:
                 rows = order[start:start + self.batch_size]
                 batch = self.tokenizer([pairs[i][0] for i in rows], [pairs[i][1] for i in rows], padding=True,
                                        truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
-                out[rows] = model(**batch).logits[:, 0].float().cpu().numpy()
-        return out
+                out[rows] = forward_by_length(model, dict(batch)).logits[:, 0].float().cpu().numpy()
+        return out[copies]
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_int8"}

@@ -2,7 +2,9 @@
 only) an int8 copy of it (models/quantize.py: dynamically quantized nn.Linear with smoothed inputs, the
 residual projections kept in float32). The copy is made once per encoder and weights version and never saved: `save` writes the
 float32 model, so pipelines stay loadable by any setting."""
-from typing import Any
+from typing import Any, Dict, Hashable, List, Sequence, Tuple
+
+import numpy
 
 from ..models.quantize import QUANTIZE_MODES, _weights_version, int8_copy
 
@@ -20,3 +22,12 @@ def inference_model(encoder: Any):
         cached = (version, int8_copy(encoder.model, encoder.tokenizer))  # the tokenizer calibrates the smoothing
         encoder.__dict__["_int8"] = cached
     return cached[1]
+
+
+def unique_texts(items: Sequence[Hashable]) -> Tuple[List, numpy.ndarray]:
+    """Each distinct item once, in first-seen order, and for every input the row of its copy: encoders
+    run on the distinct items and `out[index]` gives one row per input."""
+    position: Dict[Hashable, int] = {}
+    index = numpy.fromiter((position.setdefault(item, len(position)) for item in items), dtype=numpy.int64,
+                           count=len(items))
+    return list(position), index

@@ -6,11 +6,13 @@ from typing import Callable, List, Sequence, TypeVar
 
 from spacy.tokens import Doc
 
+from ..token_arrays import char_length
+
 T = TypeVar("T")
 
 # Docs per encoder call: large enough that per-call overhead is small, small enough that a group is
 # close in length after sorting.
-DEFAULT_GROUP_SIZE = 16
+DEFAULT_GROUP_SIZE = 64
 # Characters per encoder call. One call holds every window of its Docs at once (attention scores are
 # windows x heads x pieces^2 floats, the feed-forward layer windows x pieces x 4 x width), so a batch of eight
 # 1,400-token paragraphs on both sides reached GiBs in one call. At 6,000 characters a MultiClinAI call held
@@ -18,7 +20,7 @@ DEFAULT_GROUP_SIZE = 16
 # that, and the calls stay large enough (30 windows x 100+ wordpieces, thousands of rows per matrix product)
 # that CPU throughput does not drop. A group of short sentences is still cut by DEFAULT_GROUP_SIZE first; a
 # longer Doc is its own group.
-DEFAULT_GROUP_CHARS = 3000
+DEFAULT_GROUP_CHARS = 12000
 
 
 def length_groups(lengths: Sequence[int], group_size: int = DEFAULT_GROUP_SIZE,
@@ -43,7 +45,7 @@ def predict_by_length(predict: Callable[[List[Doc]], List[T]], docs: Sequence[Do
                       group_size: int = DEFAULT_GROUP_SIZE, max_chars: int = DEFAULT_GROUP_CHARS) -> List[T]:
     """`predict(docs)` run on length-sorted groups of Docs; one output per Doc, in the input order."""
     out: List = [None] * len(docs)
-    for group in length_groups([len(d.text) for d in docs], group_size, max_chars):
+    for group in length_groups([char_length(d) for d in docs], group_size, max_chars):
         for i, result in zip(group, predict([docs[i] for i in group])):
             out[i] = result
     return out

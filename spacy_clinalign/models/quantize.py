@@ -30,6 +30,7 @@ from thinc.api import Model
 
 from ..encoders.tiny import TINY_CORPUS
 from .heap import release_after_call
+from .row_buckets import run_by_length
 from .safe_shim import SafeHFShim
 
 QUANTIZE_MODES = ("none", "int8")
@@ -196,7 +197,7 @@ class Int8HFShim(SafeHFShim):
         """Forward pass through the int8 copy (always in eval mode), without gradients."""
         model = self._int8_model()
         with torch.no_grad():
-            output = model(*inputs.args, **inputs.kwargs)
+            output = run_by_length(model, inputs)
         release_after_call(model)  # as SafeHFShim.predict (the int8 copy shares the float32 embedding table)
         return output
 

@@ -37,6 +37,7 @@ from ..encoders import quiet_transformers, resolve_encoder
 from .finite_weights import check_finite, check_safetensors_finite, safetensors_files
 from .frozen_layers import FrozenLowerLayers
 from .heap import release_after_call
+from .row_buckets import run_by_length
 from .span_getters import bind_span_getter
 
 # Tokenizer keyword arguments a pipeline may carry: behaviour switches only, nothing that fetches or runs code.
@@ -214,7 +215,7 @@ class SafeHFShim(HFShim):
         """Forward pass in eval mode, without gradients; the module stays in eval mode afterwards."""
         with self._gate.use(self._model, training=False), torch.no_grad():
             with torch.autocast(device_type="cuda", enabled=self._mixed_precision):
-                output = self._model(*inputs.args, **inputs.kwargs)
+                output = run_by_length(self._model, inputs)
         release_after_call(self._model)  # freed activations and the embedding rows read go back (models/heap.py)
         return output
 

@@ -25,6 +25,7 @@ from spacy_transformers.span_getters import get_strided_spans
 from spacy_transformers.util import registry
 
 from ..alignment.document_prior import segments_of
+from ..token_arrays import token_texts
 
 
 class WordpieceStridedSpans:
@@ -85,7 +86,7 @@ class WordpieceStridedSpans:
 
     def wordpiece_counts(self, doc: Doc, tokenizer) -> numpy.ndarray:
         """Wordpieces of each token of `doc`, tokenized alone (whitespace tokens have none)."""
-        texts = [t.text for t in doc]
+        texts = token_texts(doc)
         if not texts:
             return numpy.zeros(0, dtype="int64")
         ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]

@@ -30,6 +30,7 @@ from ..alignment.losses import gold_link_nll, row_column_cosine_loss, student_co
 from ..encoders import check_encoder_folder, quiet_transformers
 from ..pairs import register_extensions
 from ..scoring.alignment import score_alignment
+from ..token_arrays import has_text
 
 DEFAULT_ALIGNER_MODEL = Config().from_str(
     """
@@ -69,7 +70,7 @@ def unique_docs(docs: List[Doc]) -> Tuple[List[Doc], List[int]]:
 
 def _has_text(doc: Doc) -> bool:
     """Empty and whitespace-only Docs are not encoded (they have no wordpieces): they get zero matrices."""
-    return any(not token.is_space for token in doc)
+    return has_text(doc)
 
 
 @Language.factory(
