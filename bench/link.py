@@ -1,7 +1,7 @@
 """icd_linker throughput and index cost: mentions/s for BM25, dense link-only and dense + reranking on
 CPU (and GPU when torch sees one), plus index build time and memory for the whole catalogue.
 
-    python bench/link.py PIPELINE [--mentions ../shared/data/codiesp/dev] [--limit 1000] [--build]
+    python bench/link.py PIPELINE [--mentions ../shared/data/codiesp/dev] [--limit 1000] [--build] [--repeat N]
 
 PIPELINE is a saved pipeline with icd_linker (e.g. from `link train-cross-encoder`). With --build the
 dense index is rebuilt from the pipeline's catalogue and bi-encoder (all ~128k descriptions of
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--quantize", nargs="+", default=["none", "int8"], choices=["none", "int8"],
                         help="CPU rows for these settings; int8 rows also give the share of mentions whose top 10 "
                              "(and top 1) equal the float32 ones")
+    parser.add_argument("--repeat", type=int, default=1, help="timed passes per row; the fastest counts")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args()
 
@@ -69,11 +70,14 @@ def main() -> None:
                 if (device != "cpu" or quantize != "none") and channels == "bm25":
                     continue
                 linker.link(queries[:16], k=10, rerank=rerank, channels=channels)  # warm-up (and int8 copy)
-                start = time.perf_counter()
-                ranked = []
-                for i in range(0, len(queries), args.batch_size):
-                    ranked += linker.link(queries[i:i + args.batch_size], k=10, rerank=rerank, channels=channels)
-                rate = len(queries) / (time.perf_counter() - start)
+                best = float("inf")
+                for _ in range(max(1, args.repeat)):  # the fastest pass: the least disturbed on a shared machine
+                    start = time.perf_counter()
+                    ranked = []
+                    for i in range(0, len(queries), args.batch_size):
+                        ranked += linker.link(queries[i:i + args.batch_size], k=10, rerank=rerank, channels=channels)
+                    best = min(best, time.perf_counter() - start)
+                rate = len(queries) / best
                 codes = [[c.code for c in per] for per in ranked]
                 same = ""
                 if quantize == "none" and device == "cpu":
@@ -84,6 +88,9 @@ def main() -> None:
                     same = f"{top10:.3f} / {top1:.3f}"
                 print(f"| {device} | {quantize} | {label} | {rate:.0f} | {same} |", flush=True)
         linker.configure(quantize="none")
+    if linker.dense is not None and linker.dense.kind == "exact":
+        same_as_faiss(linker, queries)
+    print(f"\n{len(set(queries))} distinct mentions among the {len(queries)} (each is encoded once per call)")
     if args.build and linker.bi_encoder is not None:
         for device in devices:
             linker.bi_encoder.to(device)
@@ -94,6 +101,31 @@ def main() -> None:
             print(f"\nindex build on {device}: {len(linker.texts)} descriptions encoded in {encoded:.0f} s "
                   f"({len(linker.texts) / encoded:.0f}/s), faiss add {time.perf_counter() - start - encoded:.1f} s, "
                   f"{index.size} rows; peak RSS {peak_rss_mib():.0f} MiB")
+
+
+def same_as_faiss(linker, queries) -> None:
+    """The exact search (torch product + top-k, ties by row) against faiss's own IndexFlatIP search on the
+    same query vectors: identical rows, and identical rows once equal scores are set aside."""
+    import numpy
+
+    from spacy_clinalign.linking.indexes import exact_top
+
+    vectors = linker.bi_encoder.encode(queries, kind="query")
+    n = 40  # what link(k=10) searches (oversample 4)
+    ours_s, ours_r = exact_top(linker.dense.vectors(), vectors, n)
+    faiss_s, faiss_r = linker.dense.index.search(vectors, n)
+    same_rows = float((ours_r == faiss_r).mean())
+    # where rows differ, are the scores equal (a tie ordered differently)?
+    differ = ours_r != faiss_r
+    tie_only = float(numpy.all(numpy.abs(ours_s - faiss_s)[differ] <= 1e-6)) if differ.any() else 1.0
+    codes = linker.codes
+    top10 = [[codes[r] for r in row] for row in ours_r]
+    faiss10 = [[codes[r] for r in row] for row in faiss_r]
+    same_lists = sum(a == b for a, b in zip(top10, faiss10)) / len(queries)
+    print(f"\nexact search vs faiss IndexFlatIP on these {len(queries)} queries (top {n}): same row at "
+          f"{same_rows:.2%} of positions, every differing position a tie within 1e-6: {bool(tie_only)}; "
+          f"same {n} description codes in the same order: {same_lists:.2%} of queries; "
+          f"largest score difference {float(numpy.abs(ours_s - faiss_s).max()):.1e}")
 
 
 if __name__ == "__main__":

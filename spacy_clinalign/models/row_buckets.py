@@ -62,13 +62,6 @@ def _take(value: Any, rows: torch.Tensor, width: int, shape: torch.Size) -> Any:
     return value
 
 
-def _put(full: torch.Tensor, rows: torch.Tensor, part: torch.Tensor) -> None:
-    if part.dim() >= 2 and full.dim() == part.dim() and full.shape[1] != part.shape[1]:
-        full[rows, : part.shape[1]] = part
-    else:
-        full[rows] = part
-
-
 def forward_by_length(forward: Callable[..., Any], kwargs: Dict[str, Any]) -> Any:
     """`forward(**kwargs)` computed in length-sorted sub-batches (see the module docstring); the output has
     the same type, keys and shapes as one call's."""
@@ -85,37 +78,33 @@ def forward_by_length(forward: Callable[..., Any], kwargs: Dict[str, Any]) -> An
     for group in groups:
         rows = torch.tensor(group, dtype=torch.long, device=ids.device)
         width = max(1, int(max(lengths[i] for i in group)))
-        parts.append((rows, forward(**{k: _take(v, rows, width, ids.shape) for k, v in kwargs.items()})))
+        output = forward(**{k: _take(v, rows, width, ids.shape) for k, v in kwargs.items()})
+        if not parts and not (hasattr(output, "keys") and set(output.keys()) <= _REASSEMBLED):
+            return forward(**kwargs)  # an output we do not know how to put back together: one call
+        parts.append((rows, output))
     first = parts[0][1]
-    keys = list(first.keys()) if hasattr(first, "keys") else None
-    if keys is None or not set(keys) <= _REASSEMBLED:
-        return forward(**kwargs)
-    n_rows, n_positions = ids.shape
     out = {}
-    for key in keys:
-        pieces = [(rows, p[key]) for rows, p in parts]
-        if isinstance(pieces[0][1], tuple):  # hidden_states: one tensor per layer
-            out[key] = tuple(_assemble([(rows, t[k]) for rows, t in pieces], n_rows, n_positions)
-                             for k in range(len(pieces[0][1])))
+    for key in first.keys():
+        if isinstance(first[key], tuple):  # hidden_states: one tensor per layer
+            out[key] = tuple(_assemble([(rows, p[key][layer]) for rows, p in parts], ids.shape)
+                             for layer in range(len(first[key])))
         else:
-            out[key] = _assemble(pieces, n_rows, n_positions)
+            out[key] = _assemble([(rows, p[key]) for rows, p in parts], ids.shape)
     return type(first)(**out)
 
 
-def _assemble(pieces: List, n_rows: int, n_positions: int) -> torch.Tensor:
+def _assemble(pieces: List, shape: torch.Size) -> torch.Tensor:
+    """One (windows, positions, ...) tensor from per-sub-batch parts trimmed in width (zeros past each
+    part's width), or one (windows, ...) tensor from pooled parts."""
     sample = pieces[0][1]
-    shape = (n_rows, n_positions, *sample.shape[2:]) if sample.dim() >= 2 and _has_positions(pieces) else (
-        n_rows, *sample.shape[1:])
-    full = sample.new_zeros(shape)
+    per_position = sample.dim() >= 3
+    full = sample.new_zeros((shape[0], shape[1], *sample.shape[2:]) if per_position else (shape[0], *sample.shape[1:]))
     for rows, part in pieces:
-        _put(full, rows, part)
+        if per_position:
+            full[rows, : part.shape[1]] = part
+        else:
+            full[rows] = part
     return full
-
-
-def _has_positions(pieces: List) -> bool:
-    """Per-position outputs differ in their second dimension between sub-batches or are 3-D; pooled ones
-    (windows, width) are 2-D."""
-    return pieces[0][1].dim() >= 3
 
 
 def run_by_length(model: torch.nn.Module, inputs: Any) -> Any:
