@@ -67,7 +67,7 @@ class BiEncoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 out[rows] = pooled.cpu().numpy()
-        return out[copies]
+        return out if len(out) == len(copies) else out[copies]  # no copy when nothing repeated
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_int8"}

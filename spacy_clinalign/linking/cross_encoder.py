@@ -48,7 +48,7 @@ class CrossEncoder:
                 batch = self.tokenizer([pairs[i][0] for i in rows], [pairs[i][1] for i in rows], padding=True,
                                        truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
                 out[rows] = forward_by_length(model, dict(batch)).logits[:, 0].float().cpu().numpy()
-        return out[copies]
+        return out if len(out) == len(copies) else out[copies]  # no copy when nothing repeated
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_int8"}
