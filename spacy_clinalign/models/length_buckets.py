@@ -10,16 +10,15 @@ from ..token_arrays import char_length
 
 T = TypeVar("T")
 
-# Docs per encoder call: large enough that per-call overhead is small, small enough that a group is
-# close in length after sorting.
+# Docs per encoder call. Inside a call the shim runs the windows in length-sorted sub-batches
+# (models/row_buckets.py), so a larger group no longer pads more: it gives the sub-batches more windows to
+# choose from, and fewer calls.
 DEFAULT_GROUP_SIZE = 64
-# Characters per encoder call. One call holds every window of its Docs at once (attention scores are
-# windows x heads x pieces^2 floats, the feed-forward layer windows x pieces x 4 x width), so a batch of eight
-# 1,400-token paragraphs on both sides reached GiBs in one call. At 6,000 characters a MultiClinAI call held
-# up to 60 windows of 114 wordpieces and took 0.2 GiB above the live data for its activations; 3,000 halves
-# that, and the calls stay large enough (30 windows x 100+ wordpieces, thousands of rows per matrix product)
-# that CPU throughput does not drop. A group of short sentences is still cut by DEFAULT_GROUP_SIZE first; a
-# longer Doc is its own group.
+# Characters per encoder call. One call used to hold every window of its Docs in one forward pass (a batch
+# of eight 1,400-token paragraphs on both sides reached GiBs; at 6,000 characters a MultiClinAI call took
+# 0.2 GiB above the live data), hence a cap of 3,000. Since no sub-batch holds more than
+# row_buckets.MAX_POSITIONS padded positions, the cap now only bounds the call's inputs and outputs (a few
+# MiB): at 12,000 evaluate-projection peaked at 1.18 GiB against 1.38 at 3,000 (bench/RESULTS.md, session 9).
 DEFAULT_GROUP_CHARS = 12000
 
 
